@@ -1,0 +1,100 @@
+"""Backend selection shared by the three ops.
+
+Each op module keeps its own dispatcher (a dict from backend name to implementation);
+this module only decides *which* backend a call on a given device uses:
+
+* ``WS3D_BACKEND=reference|triton`` in the environment, or :func:`use_backend` as a
+  context manager, forces one;
+* otherwise CUDA tensors go to Triton (when it imports) and CPU tensors to the
+  pure-PyTorch reference (the C++ kernels of csrc/ join later).
+
+Triton on CPU tensors only works through its interpreter (``TRITON_INTERPRET=1``),
+which is how the test suite checks the Triton kernels on machines without a GPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from collections.abc import Iterator
+
+import torch
+
+try:  # Triton is a Linux-only dependency; the package must import without it.
+    import triton
+    import triton.language as tl
+
+    HAS_TRITON = True
+except ImportError:  # pragma: no cover - exercised only where triton is absent
+    triton = None
+    tl = None
+    HAS_TRITON = False
+
+BACKENDS = ("reference", "triton")
+
+_forced: str | None = None
+_warned_no_triton = False
+
+
+def triton_interpreted() -> bool:
+    """True when Triton kernels run through the CPU interpreter (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def _check_name(name: str) -> str:
+    if name not in BACKENDS:
+        raise ValueError(f"unknown ws3d backend {name!r}; expected one of {', '.join(BACKENDS)}")
+    return name
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[None]:
+    """Force every ws3d op called inside the block onto one backend.
+
+    Example:
+        >>> with use_backend("reference"):
+        ...     uv, z, conf = softargmax_2p5d(h, d, beta=50.0)
+    """
+    global _forced
+    previous, _forced = _forced, _check_name(name)
+    try:
+        yield
+    finally:
+        _forced = previous
+
+
+def select_backend(device: torch.device) -> str:
+    """Name of the backend that runs an op whose inputs live on ``device``."""
+    global _warned_no_triton
+    forced = _forced or os.environ.get("WS3D_BACKEND") or None
+    if forced is not None:
+        _check_name(forced)
+        if forced == "triton":
+            if not HAS_TRITON:
+                raise RuntimeError("WS3D_BACKEND=triton, but triton is not installed")
+            if device.type != "cuda" and not triton_interpreted():
+                raise RuntimeError(
+                    f"the triton backend needs CUDA tensors (got {device.type}) "
+                    "or TRITON_INTERPRET=1 for the CPU interpreter"
+                )
+        return forced
+    if device.type == "cuda":
+        if HAS_TRITON:
+            return "triton"
+        if not _warned_no_triton:
+            warnings.warn(
+                "triton is not installed: ws3d ops on CUDA run the slower PyTorch reference", stacklevel=3
+            )
+            _warned_no_triton = True
+    return "reference"
+
+
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float64 stays float64; every narrower float accumulates in float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def triton_accumulation_dtype(dtype: torch.dtype):
+    """The Triton twin of :func:`accumulation_dtype`, passed to kernels as a constexpr."""
+    return tl.float64 if dtype == torch.float64 else tl.float32

@@ -1,0 +1,409 @@
+"""Spatial softmax + soft-argmax + depth summation: the read-out of a 2.5D pose head.
+
+For every row (b, j) of ``heatmaps`` (B, J, H, W)::
+
+    p    = softmax(beta * h)            over the H*W grid (beta MULTIPLIES the logits)
+    u, v = sum p * x, sum p * y          x = column 0..W-1, y = row 0..H-1 (heatmap pixels)
+    z    = sum p * d                     d = the joint's latent depth map
+    conf = h bilinearly sampled at (u, v)   (the paper's phi; carries no gradient)
+
+The forward reads h and d once and keeps one number per row, the log-sum-exp of
+``beta * h`` divided by beta (``lse``, in heatmap units so that huge logits cannot
+overflow). The backward recomputes ``p = exp(beta * (h - lse))`` from it and writes,
+in one pass over h and d::
+
+    dL/dd_i = g_z p_i
+    dL/dh_i = beta p_i (g_i - gbar),  g_i = g_u x_i + g_v y_i + g_z d_i,  gbar = g_u u + g_v v + g_z z
+
+This file holds the pure-PyTorch reference (the ground truth for tests and the CPU
+path), the Triton kernels, the custom-op registration and the dispatcher.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ._backend import (
+    HAS_TRITON,
+    accumulation_dtype,
+    select_backend,
+    tl,
+    triton,
+    triton_accumulation_dtype,
+)
+from ._validate import (
+    check_float_tensor,
+    check_same_dtype_device,
+    value_checks_active,
+)
+
+__all__ = ["softargmax_2p5d", "softargmax_2p5d_reference"]
+
+
+# --------------------------------------------------------------------------- reference
+
+
+def _bilinear_sample(h: Tensor, u: Tensor, v: Tensor) -> Tensor:
+    """Sample ``h`` (B, J, H, W) at (u, v) (B, J), clamped to the grid."""
+    H, W = h.shape[-2:]
+    # NaN coordinates (a row with no distribution) sample the origin instead of garbage.
+    u = torch.nan_to_num(u, nan=0.0).clamp(0, W - 1)
+    v = torch.nan_to_num(v, nan=0.0).clamp(0, H - 1)
+    x0 = u.floor().long().clamp(max=W - 1)
+    y0 = v.floor().long().clamp(max=H - 1)
+    x1 = (x0 + 1).clamp(max=W - 1)
+    y1 = (y0 + 1).clamp(max=H - 1)
+    wx = u - x0.to(u.dtype)
+    wy = v - y0.to(v.dtype)
+    flat = h.reshape(*h.shape[:2], H * W)
+
+    def at(y: Tensor, x: Tensor) -> Tensor:
+        return flat.gather(-1, (y * W + x).unsqueeze(-1)).squeeze(-1)
+
+    top = at(y0, x0) * (1 - wx) + at(y0, x1) * wx
+    bottom = at(y1, x0) * (1 - wx) + at(y1, x1) * wx
+    return top * (1 - wy) + bottom * wy
+
+
+def softargmax_2p5d_reference(
+    heatmaps: Tensor, depthmaps: Tensor, beta: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Pure-PyTorch softargmax_2p5d, differentiable by autograd; the tests' ground truth.
+
+    Args:
+        heatmaps: (B, J, H, W) 2D heatmap logits.
+        depthmaps: (B, J, H, W) latent depth maps.
+        beta: softmax sharpness; it multiplies the logits.
+
+    Returns:
+        uv (B, J, 2), z (B, J), conf (B, J), in the input dtype (computed in float32,
+        or float64 for float64 inputs).
+    """
+    B, J, H, W = heatmaps.shape
+    acc = accumulation_dtype(heatmaps.dtype)
+    h = heatmaps.to(acc).reshape(B, J, H * W)
+    d = depthmaps.to(acc).reshape(B, J, H * W)
+    # Subtracting the row max before scaling by beta keeps beta * h from overflowing.
+    p = torch.softmax(beta * (h - h.amax(-1, keepdim=True)), dim=-1)
+    index = torch.arange(H * W, device=h.device)
+    x = (index % W).to(acc)
+    y = torch.div(index, W, rounding_mode="floor").to(acc)
+    u = (p * x).sum(-1)
+    v = (p * y).sum(-1)
+    z = (p * d).sum(-1)
+    conf = _bilinear_sample(h.detach().reshape(B, J, H, W), u.detach(), v.detach())
+    dtype = heatmaps.dtype
+    return torch.stack([u, v], -1).to(dtype), z.to(dtype), conf.to(dtype)
+
+
+def _reference_forward(h: Tensor, d: Tensor, beta: float):
+    uv, z, conf = softargmax_2p5d_reference(h, d, beta)
+    acc = accumulation_dtype(h.dtype)
+    hf = h.to(acc).flatten(2)
+    m = hf.amax(-1)
+    lse = m + torch.logsumexp(beta * (hf - m.unsqueeze(-1)), -1) / beta
+    return uv, z, conf, lse
+
+
+def _reference_backward(g_uv, g_z, h, d, uv, z, lse, beta):
+    B, J, H, W = h.shape
+    acc = lse.dtype
+    hf, df = h.to(acc).flatten(2), d.to(acc).flatten(2)
+    p = torch.exp(beta * (hf - lse.unsqueeze(-1)))
+    index = torch.arange(H * W, device=h.device)
+    x = (index % W).to(acc)
+    y = torch.div(index, W, rounding_mode="floor").to(acc)
+    gu, gv = g_uv[..., 0].to(acc).unsqueeze(-1), g_uv[..., 1].to(acc).unsqueeze(-1)
+    gz = g_z.to(acc).unsqueeze(-1)
+    gbar = gu * uv[..., 0:1].to(acc) + gv * uv[..., 1:2].to(acc) + gz * z.to(acc).unsqueeze(-1)
+    grad_h = beta * p * (gu * x + gv * y + gz * df - gbar)
+    grad_d = gz * p
+    return grad_h.reshape(h.shape).to(h.dtype), grad_d.reshape(d.shape).to(d.dtype)
+
+
+# ------------------------------------------------------------------------------ triton
+
+_MAX_BLOCK = 4096  # one pass over a 64x64 map; larger maps loop with the online softmax
+
+if HAS_TRITON:
+
+    @triton.jit
+    def _softargmax_fwd_kernel(
+        h_ptr, d_ptr, uv_ptr, z_ptr, conf_ptr, lse_ptr,
+        J, H, W, h_sb, h_sj, d_sb, d_sj, beta,
+        ACC: tl.constexpr, BLOCK: tl.constexpr,
+    ):
+        row = tl.program_id(0)
+        b = row // J
+        j = row % J
+        h_row = h_ptr + b.to(tl.int64) * h_sb + j.to(tl.int64) * h_sj
+        d_row = d_ptr + b.to(tl.int64) * d_sb + j.to(tl.int64) * d_sj
+        hw = H * W
+        lanes = tl.arange(0, BLOCK)
+        # Per-lane online softmax: each lane keeps its own max and rescaled sums, and
+        # the lanes are merged once at the end (no reduction inside the loop).
+        m = tl.full([BLOCK], float("-inf"), ACC)
+        s_p = tl.zeros([BLOCK], ACC)
+        s_x = tl.zeros([BLOCK], ACC)
+        s_y = tl.zeros([BLOCK], ACC)
+        s_d = tl.zeros([BLOCK], ACC)
+        for start in range(0, hw, BLOCK):
+            idx = start + lanes
+            inside = idx < hw
+            h = tl.load(h_row + idx, mask=inside, other=float("-inf")).to(ACC)
+            d = tl.load(d_row + idx, mask=inside, other=0.0).to(ACC)
+            m_new = tl.maximum(m, h)
+            # A lane that has seen only -inf shifts by 0 instead, so exp gives 0, not NaN.
+            shift = tl.where(m_new == float("-inf"), 0.0, m_new)
+            rescale = tl.exp(beta * (m - shift))
+            e = tl.exp(beta * (h - shift))
+            x = (idx % W).to(ACC)
+            y = (idx // W).to(ACC)
+            s_p = s_p * rescale + e
+            s_x = s_x * rescale + e * x
+            s_y = s_y * rescale + e * y
+            s_d = s_d * rescale + e * d
+            m = m_new
+        m_row = tl.max(m, 0)
+        weight = tl.exp(beta * (m - tl.where(m_row == float("-inf"), 0.0, m_row)))
+        total = tl.sum(s_p * weight, 0)
+        u = tl.sum(s_x * weight, 0) / total
+        v = tl.sum(s_y * weight, 0) / total
+        z = tl.sum(s_d * weight, 0) / total
+        lse = m_row + tl.log(total) / beta
+        # conf: bilinear sample of the raw heatmap, clamped to the grid; NaN -> origin.
+        uc = tl.minimum(tl.maximum(tl.where(u == u, u, 0.0), 0.0), (W - 1).to(ACC))
+        vc = tl.minimum(tl.maximum(tl.where(v == v, v, 0.0), 0.0), (H - 1).to(ACC))
+        x0 = tl.minimum(uc.to(tl.int32), W - 1)
+        y0 = tl.minimum(vc.to(tl.int32), H - 1)
+        x1 = tl.minimum(x0 + 1, W - 1)
+        y1 = tl.minimum(y0 + 1, H - 1)
+        wx = uc - x0.to(ACC)
+        wy = vc - y0.to(ACC)
+        h00 = tl.load(h_row + y0 * W + x0).to(ACC)
+        h01 = tl.load(h_row + y0 * W + x1).to(ACC)
+        h10 = tl.load(h_row + y1 * W + x0).to(ACC)
+        h11 = tl.load(h_row + y1 * W + x1).to(ACC)
+        conf = (h00 * (1 - wx) + h01 * wx) * (1 - wy) + (h10 * (1 - wx) + h11 * wx) * wy
+        out_ty = uv_ptr.dtype.element_ty
+        tl.store(uv_ptr + 2 * row, u.to(out_ty))
+        tl.store(uv_ptr + 2 * row + 1, v.to(out_ty))
+        tl.store(z_ptr + row, z.to(out_ty))
+        tl.store(conf_ptr + row, conf.to(out_ty))
+        tl.store(lse_ptr + row, lse)
+
+    @triton.jit
+    def _softargmax_bwd_kernel(
+        g_uv_ptr, g_z_ptr, h_ptr, d_ptr, uv_ptr, z_ptr, lse_ptr, dh_ptr, dd_ptr,
+        J, H, W, h_sb, h_sj, d_sb, d_sj, g_uv_sb, g_uv_sj, g_uv_sc, g_z_sb, g_z_sj, beta,
+        ACC: tl.constexpr, BLOCK: tl.constexpr,
+    ):
+        row = tl.program_id(0)
+        b = row // J
+        j = row % J
+        h_row = h_ptr + b.to(tl.int64) * h_sb + j.to(tl.int64) * h_sj
+        d_row = d_ptr + b.to(tl.int64) * d_sb + j.to(tl.int64) * d_sj
+        hw = H * W
+        out_row = row.to(tl.int64) * hw
+        g_uv_row = g_uv_ptr + b * g_uv_sb + j * g_uv_sj
+        gu = tl.load(g_uv_row).to(ACC)
+        gv = tl.load(g_uv_row + g_uv_sc).to(ACC)
+        gz = tl.load(g_z_ptr + b * g_z_sb + j * g_z_sj).to(ACC)
+        u = tl.load(uv_ptr + 2 * row).to(ACC)
+        v = tl.load(uv_ptr + 2 * row + 1).to(ACC)
+        z = tl.load(z_ptr + row).to(ACC)
+        lse = tl.load(lse_ptr + row)
+        g_bar = gu * u + gv * v + gz * z
+        lanes = tl.arange(0, BLOCK)
+        for start in range(0, hw, BLOCK):
+            idx = start + lanes
+            inside = idx < hw
+            h = tl.load(h_row + idx, mask=inside, other=float("-inf")).to(ACC)
+            d = tl.load(d_row + idx, mask=inside, other=0.0).to(ACC)
+            p = tl.exp(beta * (h - lse))
+            g = gu * (idx % W).to(ACC) + gv * (idx // W).to(ACC) + gz * d
+            tl.store(dh_ptr + out_row + idx, (beta * p * (g - g_bar)).to(dh_ptr.dtype.element_ty), mask=inside)
+            tl.store(dd_ptr + out_row + idx, (gz * p).to(dd_ptr.dtype.element_ty), mask=inside)
+
+
+def _rows_contiguous(x: Tensor) -> Tensor:
+    """The kernels address rows by (b, j) strides but need each H*W plane contiguous."""
+    H, W = x.shape[-2:]
+    if x.stride(-1) == 1 and (H == 1 or x.stride(-2) == W):
+        return x
+    return x.contiguous()
+
+
+def _launch_config(hw: int) -> tuple[int, int]:
+    block = min(triton.next_power_of_2(hw), _MAX_BLOCK)
+    return block, 8 if block >= 2048 else 4
+
+
+def _triton_forward(h: Tensor, d: Tensor, beta: float):
+    h, d = _rows_contiguous(h), _rows_contiguous(d)
+    B, J, H, W = h.shape
+    acc = accumulation_dtype(h.dtype)
+    uv = torch.empty(B, J, 2, device=h.device, dtype=h.dtype)
+    z = torch.empty(B, J, device=h.device, dtype=h.dtype)
+    conf = torch.empty_like(z)
+    lse = torch.empty(B, J, device=h.device, dtype=acc)
+    block, warps = _launch_config(H * W)
+    _softargmax_fwd_kernel[(B * J,)](
+        h, d, uv, z, conf, lse, J, H, W, h.stride(0), h.stride(1), d.stride(0), d.stride(1),
+        beta, ACC=triton_accumulation_dtype(h.dtype), BLOCK=block, num_warps=warps,
+    )
+    return uv, z, conf, lse
+
+
+def _triton_backward(g_uv, g_z, h, d, uv, z, lse, beta):
+    h, d = _rows_contiguous(h), _rows_contiguous(d)
+    B, J, H, W = h.shape
+    grad_h = torch.empty(B, J, H, W, device=h.device, dtype=h.dtype)
+    grad_d = torch.empty_like(grad_h)
+    block, warps = _launch_config(H * W)
+    _softargmax_bwd_kernel[(B * J,)](
+        g_uv, g_z, h, d, uv, z, lse, grad_h, grad_d, J, H, W,
+        h.stride(0), h.stride(1), d.stride(0), d.stride(1),
+        *g_uv.stride(), *g_z.stride(), beta,
+        ACC=triton_accumulation_dtype(h.dtype), BLOCK=block, num_warps=warps,
+    )
+    return grad_h, grad_d
+
+
+# ------------------------------------------------------------------ op + dispatcher
+
+_IMPLEMENTATIONS = {
+    "reference": (_reference_forward, _reference_backward),
+    "triton": (_triton_forward, _triton_backward),
+}
+
+
+@torch.library.custom_op("ws3d::softargmax_2p5d", mutates_args=())
+def _softargmax_op(
+    heatmaps: Tensor, depthmaps: Tensor, beta: float
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Returns (uv, z, conf, lse); lse (B, J) is the row statistic the backward reuses."""
+    if heatmaps.shape[0] * heatmaps.shape[1] == 0:
+        return _reference_forward(heatmaps, depthmaps, beta)
+    forward, _ = _IMPLEMENTATIONS[select_backend(heatmaps.device)]
+    return forward(heatmaps, depthmaps, beta)
+
+
+@_softargmax_op.register_fake
+def _(heatmaps, depthmaps, beta):
+    B, J = heatmaps.shape[:2]
+    z = heatmaps.new_empty(B, J)
+    lse = heatmaps.new_empty(B, J, dtype=accumulation_dtype(heatmaps.dtype))
+    return heatmaps.new_empty(B, J, 2), z, torch.empty_like(z), lse
+
+
+@torch.library.custom_op("ws3d::softargmax_2p5d_backward", mutates_args=())
+def _softargmax_backward_op(
+    grad_uv: Tensor, grad_z: Tensor, heatmaps: Tensor, depthmaps: Tensor,
+    uv: Tensor, z: Tensor, lse: Tensor, beta: float,
+) -> tuple[Tensor, Tensor]:
+    if heatmaps.numel() == 0:
+        return torch.zeros_like(heatmaps), torch.zeros_like(depthmaps)
+    _, backward = _IMPLEMENTATIONS[select_backend(heatmaps.device)]
+    return backward(grad_uv, grad_z, heatmaps, depthmaps, uv, z, lse, beta)
+
+
+@_softargmax_backward_op.register_fake
+def _(grad_uv, grad_z, heatmaps, depthmaps, uv, z, lse, beta):
+    return (
+        torch.empty(heatmaps.shape, dtype=heatmaps.dtype, device=heatmaps.device),
+        torch.empty(depthmaps.shape, dtype=depthmaps.dtype, device=depthmaps.device),
+    )
+
+
+def _setup_context(ctx, inputs, output):
+    heatmaps, depthmaps, beta = inputs
+    uv, z, conf, lse = output
+    ctx.save_for_backward(heatmaps, depthmaps, uv, z, lse)
+    ctx.beta = beta
+    ctx.mark_non_differentiable(conf, lse)
+
+
+def _backward(ctx, grad_uv, grad_z, _grad_conf, _grad_lse):
+    heatmaps, depthmaps, uv, z, lse = ctx.saved_tensors
+    grad_uv = torch.zeros_like(uv) if grad_uv is None else grad_uv
+    grad_z = torch.zeros_like(z) if grad_z is None else grad_z
+    grad_h, grad_d = _softargmax_backward_op(
+        grad_uv, grad_z, heatmaps, depthmaps, uv, z, lse, ctx.beta
+    )
+    return grad_h, grad_d, None
+
+
+_softargmax_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+# ------------------------------------------------------------------------ public API
+
+
+def _check_rows(heatmaps: Tensor, z: Tensor, lse: Tensor) -> None:
+    """Value check on the (B, J) outputs: NaN in h or d, or a row of -inf, shows up
+    there, so no extra pass over the H*W data is needed."""
+    bad = ~torch.isfinite(lse) | torch.isnan(z)
+    if bool(bad.any()):
+        b, j = torch.nonzero(bad)[0].tolist()
+        if bool(torch.isnan(heatmaps[b, j]).any()):
+            raise ValueError(f"heatmaps[{b}, {j}] contains NaN")
+        if not bool(torch.isfinite(heatmaps[b, j]).any()):
+            raise ValueError(f"heatmaps[{b}, {j}] has no finite value, so its softmax is undefined")
+        if bool(torch.isinf(heatmaps[b, j]).any()):
+            raise ValueError(f"heatmaps[{b}, {j}] contains +inf")
+        raise ValueError(f"depthmaps[{b}, {j}] contains NaN or inf where the softmax is non-zero")
+
+
+def softargmax_2p5d(
+    heatmaps: Tensor, depthmaps: Tensor, beta: float = 50.0
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Fused spatial softmax, soft-argmax and depth summation.
+
+    ``beta`` MULTIPLIES the logits: p = softmax(beta * h) over each H*W grid (the
+    paper's lambda = 50). Coordinates are heatmap pixels: u = column in 0..W-1,
+    v = row in 0..H-1.
+
+    Args:
+        heatmaps: (B, J, H, W) logits, float16/bfloat16/float32/float64. ``-inf``
+            entries get probability 0; a row must hold at least one finite value.
+        depthmaps: (B, J, H, W) latent relative depth maps, same dtype and device.
+        beta: softmax sharpness, a finite number > 0.
+
+    Returns:
+        uv: (B, J, 2) expected (u, v) location.
+        z: (B, J) expected relative depth, sum p * d.
+        conf: (B, J) the raw heatmap bilinearly sampled at (u, v); no gradient.
+
+    Raises:
+        TypeError: a non-tensor, non-float, or mismatched dtype.
+        ValueError: wrong shapes, devices that differ, beta <= 0, and (value checks,
+            eager mode only) a NaN, a +inf or a row with no finite logit.
+
+    Example:
+        >>> h = torch.full((1, 1, 3, 4), -1e4); h[0, 0, 2, 1] = 0.0
+        >>> uv, z, conf = softargmax_2p5d(h, torch.ones_like(h), beta=1.0)
+        >>> uv.tolist(), z.tolist()
+        ([[[1.0, 2.0]]], [[1.0]])
+    """
+    check_float_tensor("heatmaps", heatmaps, 4, "(B, J, H, W)")
+    check_float_tensor("depthmaps", depthmaps, 4, "(B, J, H, W)")
+    check_same_dtype_device({"heatmaps": heatmaps, "depthmaps": depthmaps})
+    if depthmaps.shape != heatmaps.shape:
+        raise ValueError(
+            f"depthmaps must have the shape of heatmaps {tuple(heatmaps.shape)}, "
+            f"got {tuple(depthmaps.shape)}"
+        )
+    if heatmaps.shape[2] == 0 or heatmaps.shape[3] == 0:
+        raise ValueError(f"heatmaps must have H, W >= 1, got {tuple(heatmaps.shape)}")
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)):
+        raise TypeError(f"beta must be a Python number, got {type(beta).__name__}")
+    if not (math.isfinite(beta) and beta > 0):
+        raise ValueError(f"beta must be a finite number > 0, got {beta}")
+    uv, z, conf, lse = _softargmax_op(heatmaps, depthmaps, float(beta))
+    if value_checks_active() and lse.numel():
+        _check_rows(heatmaps, z, lse)
+    return uv, z, conf
