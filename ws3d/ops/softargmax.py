@@ -60,12 +60,17 @@ def _bilinear_sample(h: Tensor, u: Tensor, v: Tensor) -> Tensor:
     wy = v - y0.to(v.dtype)
     flat = h.reshape(*h.shape[:2], H * W)
 
-    def at(y: Tensor, x: Tensor) -> Tensor:
-        return flat.gather(-1, (y * W + x).unsqueeze(-1)).squeeze(-1)
+    def corner(y: Tensor, x: Tensor, weight: Tensor) -> Tensor:
+        # A corner with weight 0 contributes nothing, even where h is -inf.
+        value = flat.gather(-1, (y * W + x).unsqueeze(-1)).squeeze(-1)
+        return torch.where(weight == 0, 0.0, value * weight)
 
-    top = at(y0, x0) * (1 - wx) + at(y0, x1) * wx
-    bottom = at(y1, x0) * (1 - wx) + at(y1, x1) * wx
-    return top * (1 - wy) + bottom * wy
+    return (
+        corner(y0, x0, (1 - wx) * (1 - wy))
+        + corner(y0, x1, wx * (1 - wy))
+        + corner(y1, x0, (1 - wx) * wy)
+        + corner(y1, x1, wx * wy)
+    )
 
 
 def softargmax_2p5d_reference(
@@ -131,6 +136,12 @@ _MAX_BLOCK = 4096  # one pass over a 64x64 map; larger maps loop with the online
 if HAS_TRITON:
 
     @triton.jit
+    def _corner(ptr, weight, ACC: tl.constexpr):
+        """One bilinear corner; weight 0 contributes nothing, even where h is -inf."""
+        value = tl.load(ptr).to(ACC)
+        return tl.where(weight == 0, 0.0, value * weight)
+
+    @triton.jit
     def _softargmax_fwd_kernel(
         h_ptr, d_ptr, uv_ptr, z_ptr, conf_ptr, lse_ptr,
         J, H, W, h_sb, h_sj, d_sb, d_sj, beta,
@@ -183,11 +194,10 @@ if HAS_TRITON:
         y1 = tl.minimum(y0 + 1, H - 1)
         wx = uc - x0.to(ACC)
         wy = vc - y0.to(ACC)
-        h00 = tl.load(h_row + y0 * W + x0).to(ACC)
-        h01 = tl.load(h_row + y0 * W + x1).to(ACC)
-        h10 = tl.load(h_row + y1 * W + x0).to(ACC)
-        h11 = tl.load(h_row + y1 * W + x1).to(ACC)
-        conf = (h00 * (1 - wx) + h01 * wx) * (1 - wy) + (h10 * (1 - wx) + h11 * wx) * wy
+        conf = (_corner(h_row + y0 * W + x0, (1 - wx) * (1 - wy), ACC)
+                + _corner(h_row + y0 * W + x1, wx * (1 - wy), ACC)
+                + _corner(h_row + y1 * W + x0, (1 - wx) * wy, ACC)
+                + _corner(h_row + y1 * W + x1, wx * wy, ACC))
         out_ty = uv_ptr.dtype.element_ty
         tl.store(uv_ptr + 2 * row, u.to(out_ty))
         tl.store(uv_ptr + 2 * row + 1, v.to(out_ty))

@@ -1,0 +1,257 @@
+import math
+
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from ws3d.ops import use_backend, weighted_procrustes, weighted_procrustes_reference
+
+from .helpers import BACKENDS, DEVICE, assert_close, backend_params
+
+
+def _rotations(n, seed):
+    return torch.from_numpy(Rotation.random(n, random_state=seed).as_matrix())
+
+
+def _pairs(N, J, seed=0, noise=5.0):
+    """Poses in millimetres about 4 m from the origin, and a similarity of each plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    X = 300 * torch.randn(N, J, 3, generator=g, dtype=torch.float64) + torch.tensor([0.0, 0.0, 4000.0])
+    R = _rotations(N, seed)
+    t = 500 * torch.randn(N, 3, generator=g, dtype=torch.float64)
+    s = 0.5 + torch.rand(N, generator=g, dtype=torch.float64)
+    Y = s[:, None, None] * X @ R.mT + t[:, None] + noise * torch.randn(N, J, 3, generator=g, dtype=torch.float64)
+    w = torch.rand(N, J, generator=g, dtype=torch.float64)
+    return X, Y, w, R, t, s
+
+
+def _apply(R, t, s, X):
+    return s[:, None, None] * X @ R.mT + t[:, None]
+
+
+# BLOCK_N = min(64, 1024 // next_pow2(J)): N around 32 for J = 17 and around 64 for
+# J = 3, J around 16 / 32 cross the tiles.
+@pytest.mark.parametrize("backend,dtype", backend_params())
+@pytest.mark.parametrize("N,J", [(1, 3), (31, 17), (33, 17), (65, 3), (200, 31), (5, 33)])
+@pytest.mark.parametrize("scale", [False, True])
+def test_matches_float64_reference(backend, dtype, N, J, scale):
+    X, Y, w, *_ = _pairs(N, J, seed=N * J)
+    R_ref, t_ref, s_ref, valid_ref = weighted_procrustes_reference(X, Y, w, scale)
+    Xd, Yd, wd = X.to(DEVICE, dtype), Y.to(DEVICE, dtype), w.to(DEVICE, dtype)
+    with use_backend(backend):
+        out = weighted_procrustes(Xd, Yd, wd, scale=scale, return_valid=True)
+    assert len(out) == (4 if scale else 3)
+    R, t, valid = out[0], out[1], out[-1]
+    assert valid.all() and valid_ref.all()
+    if dtype in (torch.float16, torch.bfloat16):
+        # Half-precision inputs already move the optimum; compare with the float64
+        # solution of the rounded inputs, judged by the rotation error in radians.
+        R_ref, t_ref, s_ref, _ = weighted_procrustes_reference(Xd.double().cpu(), Yd.double().cpu(),
+                                                               wd.double().cpu(), scale)
+    assert_close(R, R_ref, dtype)
+    # t = Ybar - s R Xbar: its error is R's error times |Xbar| (~4000 mm).
+    assert_close(t, t_ref, dtype, scale=10.0)
+    if scale:
+        assert_close(out[2], s_ref, dtype)
+    assert (torch.linalg.det(R.double()) - 1).abs().max() < 100 * torch.finfo(dtype).eps
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_recovers_a_known_similarity_exactly(backend):
+    X, Y, w, R0, t0, s0 = _pairs(100, 17, seed=3, noise=0.0)
+    with use_backend(backend):
+        R, t, s = weighted_procrustes(X.to(DEVICE), Y.to(DEVICE), w.to(DEVICE), scale=True)
+        R_rigid, t_rigid = weighted_procrustes(X.to(DEVICE), ((Y - t0[:, None]) / s0[:, None, None]).to(DEVICE))
+    torch.testing.assert_close(R.cpu(), R0, rtol=0, atol=1e-10)
+    torch.testing.assert_close(t.cpu(), t0, rtol=0, atol=1e-7)
+    torch.testing.assert_close(s.cpu(), s0, rtol=0, atol=1e-12)
+    torch.testing.assert_close(R_rigid.cpu(), R0, rtol=0, atol=1e-10)
+    torch.testing.assert_close(t_rigid.cpu(), torch.zeros_like(t0), rtol=0, atol=1e-7)
+    det = torch.linalg.det(R.cpu())
+    torch.testing.assert_close(det, torch.ones_like(det))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_matches_scipy_align_vectors_on_weighted_noisy_data(backend):
+    X, Y, w, *_ = _pairs(20, 17, seed=4, noise=80.0)
+    with use_backend(backend):
+        R, t = weighted_procrustes(X.to(DEVICE), Y.to(DEVICE), w.to(DEVICE))
+    for n in range(20):
+        # align_vectors(a, b, weights) minimises sum w ||a - C b||^2 over rotations C:
+        # with both sets centred on their weighted centroids that is our R.
+        wn = w[n].numpy()
+        a = Y[n].numpy() - (wn[:, None] * Y[n].numpy()).sum(0) / wn.sum()
+        b = X[n].numpy() - (wn[:, None] * X[n].numpy()).sum(0) / wn.sum()
+        C = Rotation.align_vectors(a, b, weights=wn)[0].as_matrix()
+        torch.testing.assert_close(R[n].cpu(), torch.from_numpy(C), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_weights_down_weight_outliers(backend):
+    X, Y, w, R0, t0, _ = _pairs(50, 17, seed=5, noise=0.0)
+    Y = Y.clone()
+    Y[:, :3] += 2000 * torch.randn(50, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    w = torch.ones_like(w)
+    with use_backend(backend):
+        R_plain, _ = weighted_procrustes(X.to(DEVICE), Y.to(DEVICE), w.to(DEVICE))
+        w[:, :3] = 0.0
+        R_weighted, t_weighted, _ = weighted_procrustes(X.to(DEVICE), Y.to(DEVICE), w.to(DEVICE), scale=True)
+    angle = lambda R: torch.arccos(((torch.einsum("nii->n", R.cpu() @ R0.mT) - 1) / 2).clamp(-1, 1))  # noqa: E731
+    assert angle(R_plain).median() > 0.05  # outliers drag the unweighted fit off
+    assert angle(R_weighted).max() < 1e-6  # zero weight removes them exactly
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_weights_are_used_once_not_squared(backend):
+    # With two clusters of evidence disagreeing, weights w and w^2 give different
+    # answers; ours must equal the brute-force minimiser of sum w ||R X + t - Y||^2.
+    X, _, _, _, _, _ = _pairs(1, 8, seed=8)
+    Y = torch.cat([X[:, :4] @ _rotations(1, 1).mT, X[:, 4:] @ _rotations(1, 2).mT], 1)
+    w = torch.tensor([[3.0, 3, 3, 3, 1, 1, 1, 1]], dtype=torch.float64)
+    with use_backend(backend):
+        R, t = weighted_procrustes(X.to(DEVICE), Y.to(DEVICE), w.to(DEVICE))
+    R, t = R.cpu().requires_grad_(), t.cpu()
+
+    def cost(R, t):
+        return (w[..., None] * (X @ R.mT + t[:, None] - Y) ** 2).sum()
+
+    # At the optimum over rotations the Euclidean gradient G has R^T G symmetric.
+    (grad,) = torch.autograd.grad(cost(R, t), R)
+    M = R.detach()[0].T @ grad[0]
+    torch.testing.assert_close(M, M.T, rtol=0, atol=1e-6 * M.abs().max().item())
+    # The squared-weight rotation, with its best translation, fits clearly worse.
+    R_squared = weighted_procrustes_reference(X, Y, w * w)[0]
+    centroid = lambda P: (w[..., None] * P).sum(1) / w.sum()  # noqa: E731
+    t_squared = centroid(Y) - centroid(X) @ R_squared[0].T
+    assert (R.detach() - R_squared).abs().max() > 0.05
+    assert cost(R.detach(), t) < cost(R_squared, t_squared)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_reflected_target_still_gives_a_proper_rotation(backend):
+    X, Y, w, *_ = _pairs(10, 17, seed=9, noise=0.0)
+    Y = Y * torch.tensor([-1.0, 1.0, 1.0])  # a mirror image: no rotation reaches it
+    with use_backend(backend):
+        R, t, valid = weighted_procrustes(X.to(DEVICE), Y.to(DEVICE), w.to(DEVICE), return_valid=True)
+    R_ref, t_ref, _, valid_ref = weighted_procrustes_reference(X, Y, w)
+    det = torch.linalg.det(R.cpu())
+    torch.testing.assert_close(det, torch.ones_like(det))
+    torch.testing.assert_close(R.cpu(), R_ref, rtol=0, atol=1e-9)
+    assert torch.equal(valid.cpu(), valid_ref)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_degenerate_rows(backend):
+    g = torch.Generator().manual_seed(10)
+    X = torch.randn(7, 5, 3, generator=g, dtype=torch.float64)
+    Y = X @ _rotations(1, 3)[0].T + 1.0
+    w = torch.ones(7, 5, dtype=torch.float64)
+    w[0] = 0.0  # all weights zero
+    w[1, 2:] = 0.0  # two weighted points
+    X[2], Y[2] = X[2, :1].expand(5, 3), Y[2, :1].expand(5, 3) + 1.0  # coincident points
+    direction = torch.tensor([1.0, 2.0, -0.5], dtype=torch.float64)
+    X[3] = torch.linspace(-1, 1, 5, dtype=torch.float64)[:, None] * direction  # collinear
+    Y[3] = X[3] @ _rotations(1, 4)[0].T
+    X[4, 3, 1] = math.nan  # NaN in one row
+    Y[5, 0, 0] = math.inf  # inf in another
+    # row 6 is a normal pair
+    with use_backend(backend):
+        R, t, s, valid = weighted_procrustes(X.to(DEVICE), Y.to(DEVICE), w.to(DEVICE), scale=True,
+                                             return_valid=True)
+    R, t, s, valid = R.cpu(), t.cpu(), s.cpu(), valid.cpu()
+    assert valid.tolist() == [False] * 6 + [True]
+    eye = torch.eye(3, dtype=torch.float64).expand(6, 3, 3)
+    torch.testing.assert_close(R[:6], eye, rtol=0, atol=0)
+    torch.testing.assert_close(s[:6], torch.ones(6, dtype=torch.float64), rtol=0, atol=0)
+    torch.testing.assert_close(t[0], torch.zeros(3, dtype=torch.float64))  # no weight: centroids are 0
+    torch.testing.assert_close(t[2], Y[2, 0] - X[2, 0])  # R = I, so t = Ybar - Xbar
+    assert (t[4] == 0).all() and (t[5] == 0).all()
+    # The NaN / inf rows do not leak: the good row equals its result computed alone.
+    with use_backend(backend):
+        R6, t6, s6 = weighted_procrustes(X[6:].to(DEVICE), Y[6:].to(DEVICE), w[6:].to(DEVICE), scale=True)
+    assert torch.equal(R[6], R6[0].cpu()) and torch.equal(t[6], t6[0].cpu()) and torch.equal(s[6], s6[0].cpu())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_single_joint_and_empty_batch(backend):
+    X = torch.randn(4, 1, 3, device=DEVICE)
+    Y = torch.randn(4, 1, 3, device=DEVICE)
+    with use_backend(backend):
+        R, t, valid = weighted_procrustes(X, Y, return_valid=True)
+        empty = weighted_procrustes(X[:0], Y[:0], scale=True, return_valid=True)
+    assert not valid.any()
+    torch.testing.assert_close(R, torch.eye(3, device=DEVICE).expand(4, 3, 3))
+    torch.testing.assert_close(t, (Y - X)[:, 0])
+    assert [tuple(x.shape) for x in empty] == [(0, 3, 3), (0, 3), (0,), (0,)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_non_contiguous_inputs(backend):
+    X, Y, w, *_ = _pairs(40, 17, seed=12)
+    Xt = X.transpose(1, 2).contiguous().transpose(1, 2)
+    Yt = Y.permute(2, 0, 1).contiguous().permute(1, 2, 0)
+    wt = w.t().contiguous().t()
+    assert not (Xt.is_contiguous() or Yt.is_contiguous() or wt.is_contiguous())
+    with use_backend(backend):
+        R, t, s = weighted_procrustes(Xt.to(DEVICE), Yt.to(DEVICE), wt.to(DEVICE), scale=True)
+    R_ref, t_ref, s_ref, _ = weighted_procrustes_reference(X, Y, w, True)
+    torch.testing.assert_close(R.cpu(), R_ref)
+    torch.testing.assert_close(t.cpu(), t_ref)
+    torch.testing.assert_close(s.cpu(), s_ref)
+
+
+def test_outputs_carry_no_gradient():
+    X, Y, w, *_ = _pairs(3, 17)
+    X.requires_grad_()
+    R, t, s = weighted_procrustes(X, Y, w, scale=True)
+    assert not (R.requires_grad or t.requires_grad or s.requires_grad)
+    # ...while the aligned pose stays differentiable in X, as the loss L_MC needs.
+    _apply(R, t, s, X).sum().backward()
+    assert X.grad is not None
+
+
+@pytest.mark.parametrize(
+    "call,error,message",
+    [
+        (lambda X, Y, w: weighted_procrustes(X, Y, -w), ValueError, "w must be non-negative"),
+        (lambda X, Y, w: weighted_procrustes(X[..., :2], Y[..., :2], w), ValueError, r"\(N, J, 3\)"),
+        (lambda X, Y, w: weighted_procrustes(X, Y[:, :3], w), ValueError, r"\(N, J, 3\)"),
+        (lambda X, Y, w: weighted_procrustes(X, Y, w[:, :3]), ValueError, r"w must have shape \(N, J\)"),
+        (lambda X, Y, w: weighted_procrustes(X, Y, w.float()), TypeError, "w has dtype torch.float32"),
+        (lambda X, Y, w: weighted_procrustes(X[0], Y[0], w), ValueError, r"X must have shape \(N, J, 3\)"),
+        (lambda X, Y, w: weighted_procrustes(X, Y.to("meta"), w), ValueError, "Y is on meta"),
+        (lambda X, Y, w: weighted_procrustes(X[:, :0], Y[:, :0], w[:, :0]), ValueError, "J >= 1"),
+    ],
+)
+def test_invalid_arguments_raise(call, error, message):
+    X, Y, w, *_ = _pairs(2, 17)
+    with pytest.raises(error, match=message):
+        call(X, Y, w)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_opcheck(backend):
+    X, Y, w, *_ = _pairs(9, 17)
+    with use_backend(backend):
+        for scale in (False, True):
+            torch.library.opcheck(torch.ops.ws3d.weighted_procrustes.default,
+                                  (X.to(DEVICE).float(), Y.to(DEVICE).float(), w.to(DEVICE).float(), scale))
+
+
+def test_torch_compile_fullgraph_matches_eager():
+    X, Y, w, *_ = _pairs(16, 17, seed=13)
+    X, Y, w = X.float(), Y.float(), w.float()
+
+    def aligned_l1(X, Y, w):
+        R, t, s = weighted_procrustes(X, Y, w, scale=True)
+        return (w[..., None] * (_apply(R, t, s, X) - Y).abs()).sum()
+
+    compiled = torch.compile(aligned_l1, fullgraph=True)
+    grads = []
+    for fn in (aligned_l1, compiled):
+        Xg = X.clone().requires_grad_()
+        value = fn(Xg, Y, w)
+        value.backward()
+        grads.append((value, Xg.grad))
+    for eager, comp in zip(*grads, strict=True):
+        torch.testing.assert_close(comp, eager)

@@ -1,0 +1,223 @@
+import math
+
+import pytest
+import torch
+
+from ws3d.ops import set_value_checks, softargmax_2p5d, softargmax_2p5d_reference, use_backend
+
+from .helpers import BACKENDS, DEVICE, assert_close, backend_params
+
+# Shapes crossing the kernel's block size (min(next_pow2(H*W), 4096)): one pixel, odd
+# H*W, a power of two, just below / at / above 4096, several loop trips, and B*J from 1
+# to a few hundred.
+SHAPES = [
+    (1, 1, 1, 1),
+    (2, 3, 5, 7),
+    (3, 17, 8, 8),
+    (1, 5, 63, 65),
+    (1, 2, 64, 64),
+    (1, 2, 64, 65),
+    (1, 1, 100, 101),
+    (16, 17, 4, 5),
+]
+
+
+def _inputs(shape, dtype, scale=3.0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    h = (torch.randn(shape, generator=g, dtype=torch.float64) * scale).to(DEVICE, dtype)
+    d = torch.randn(shape, generator=g, dtype=torch.float64).to(DEVICE, dtype)
+    return h, d
+
+
+def _forward_backward(fn, h, d, beta, g_uv, g_z):
+    h = h.detach().requires_grad_()
+    d = d.detach().requires_grad_()
+    uv, z, conf = fn(h, d, beta)
+    grad_h, grad_d = torch.autograd.grad((uv * g_uv).sum() + (z * g_z).sum(), (h, d))
+    return uv, z, conf, grad_h, grad_d
+
+
+@pytest.mark.parametrize("backend,dtype", backend_params())
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("beta", [1.0, 50.0])
+def test_matches_float64_reference_forward_and_backward(backend, dtype, shape, beta):
+    h, d = _inputs(shape, dtype, scale=3.0 / beta)
+    g = torch.Generator().manual_seed(1)
+    g_uv = torch.randn(*shape[:2], 2, generator=g, dtype=torch.float64).to(DEVICE)
+    g_z = torch.randn(*shape[:2], generator=g, dtype=torch.float64).to(DEVICE)
+    expected = _forward_backward(softargmax_2p5d_reference, h.double(), d.double(), beta, g_uv, g_z)
+    with use_backend(backend):
+        actual = _forward_backward(softargmax_2p5d, h, d, beta, g_uv.to(dtype), g_z.to(dtype))
+    for name, a, e in zip(("uv", "z", "conf", "grad_h", "grad_d"), actual, expected, strict=True):
+        assert a.dtype == dtype and a.shape == e.shape, name
+        # The gradients sum beta-scaled products over the grid; allow for that growth.
+        assert_close(a, e, dtype, scale=beta if name == "grad_h" else 1.0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_non_contiguous_inputs(backend):
+    h, d = _inputs((3, 10, 9, 11), torch.float32)
+    # Every other joint (planes stay contiguous: no copy) and a transposed grid (copy).
+    cases = [(h[:, ::2], d[:, ::2]), (h.transpose(2, 3), d.transpose(2, 3))]
+    for hs, ds in cases:
+        assert not hs.is_contiguous()
+        g_uv, g_z = torch.randn(*hs.shape[:2], 2, device=DEVICE), torch.randn(hs.shape[:2], device=DEVICE)
+        expected = _forward_backward(softargmax_2p5d_reference, hs.double(), ds.double(), 5.0, g_uv, g_z)
+        with use_backend(backend):
+            actual = _forward_backward(softargmax_2p5d, hs, ds, 5.0, g_uv, g_z)
+        for a, e in zip(actual, expected, strict=True):
+            assert_close(a, e, torch.float32, scale=5.0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradcheck_float64(backend):
+    h, d = _inputs((2, 3, 4, 5), torch.float64)
+    h.requires_grad_()
+    d.requires_grad_()
+    with use_backend(backend):
+        assert torch.autograd.gradcheck(lambda a, b: softargmax_2p5d(a, b, 2.0)[:2], (h, d))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_one_hot_heatmap_gives_its_integer_location(backend):
+    h = torch.zeros(1, 3, 6, 9, device=DEVICE)
+    spots = [(0, 0), (5, 8), (2, 7)]  # (row, column)
+    for j, (y, x) in enumerate(spots):
+        h[0, j, y, x] = 1.0
+    d = torch.arange(54.0, device=DEVICE).reshape(6, 9).expand(1, 3, 6, 9)
+    with use_backend(backend):
+        uv, z, conf = softargmax_2p5d(h, d, beta=1000.0)
+    assert uv[0].tolist() == [[x, y] for y, x in spots]
+    assert z[0].tolist() == [9.0 * y + x for y, x in spots]
+    assert conf[0].tolist() == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sharp_gaussian_at_subpixel_location(backend):
+    H, W, u0, v0 = 32, 40, 17.3, 9.85
+    y, x = torch.meshgrid(torch.arange(H, dtype=torch.float64), torch.arange(W, dtype=torch.float64), indexing="ij")
+    h = (-((x - u0) ** 2 + (y - v0) ** 2) / (2 * 1.5**2)).to(DEVICE).expand(1, 1, H, W)
+    with use_backend(backend):
+        uv, _, conf = softargmax_2p5d(h, torch.zeros_like(h), beta=1.0)
+    # A sampled Gaussian well inside the grid has its mean at the centre to ~1e-12.
+    assert uv[0, 0].tolist() == pytest.approx([u0, v0], abs=1e-9)
+    # conf interpolates the log-Gaussian between the four neighbouring pixels.
+    assert conf.item() == pytest.approx(0.0, abs=0.1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_huge_and_minus_inf_logits(backend):
+    h = torch.full((2, 2, 5, 6), -1e30, device=DEVICE)
+    h[0, 0, 1, 2] = 1e30
+    h[0, 1, :, :3] = -math.inf
+    h[0, 1, 4, 5] = 3e38  # close to float32's max: beta * h would overflow
+    h[1] = -math.inf
+    h[1, :, 3, 4] = 0.0
+    d = torch.randn_like(h)
+    h.requires_grad_()
+    with use_backend(backend):
+        uv, z, conf = softargmax_2p5d(h, d, beta=50.0)
+        (uv.sum() + z.sum()).backward()
+    assert uv.tolist() == [[[2.0, 1.0], [5.0, 4.0]], [[4.0, 3.0], [4.0, 3.0]]]
+    assert torch.isfinite(z).all() and torch.isfinite(conf).all()
+    assert torch.isfinite(h.grad).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_row_of_minus_inf_and_nan_are_rejected(backend):
+    h, d = _inputs((2, 3, 4, 4), torch.float32)
+    with use_backend(backend):
+        bad = h.clone()
+        bad[1, 2] = -math.inf
+        with pytest.raises(ValueError, match=r"heatmaps\[1, 2\] has no finite value"):
+            softargmax_2p5d(bad, d)
+        bad = h.clone()
+        bad[0, 1, 2, 3] = math.nan
+        with pytest.raises(ValueError, match=r"heatmaps\[0, 1\] contains NaN"):
+            softargmax_2p5d(bad, d)
+        bad = d.clone()
+        bad[1, 0, 0, 0] = math.nan
+        with pytest.raises(ValueError, match=r"depthmaps\[1, 0\]"):
+            softargmax_2p5d(h, bad)
+
+
+def test_value_checks_can_be_switched_off():
+    h, d = _inputs((1, 2, 3, 3), torch.float32)
+    h[0, 1, 0, 0] = math.nan
+    set_value_checks(False)
+    try:
+        uv, z, _ = softargmax_2p5d(h, d)
+    finally:
+        set_value_checks(True)
+    assert torch.isnan(uv[0, 1]).all() and torch.isfinite(uv[0, 0]).all()
+
+
+@pytest.mark.parametrize(
+    "call,error,message",
+    [
+        (lambda h, d: softargmax_2p5d(h, d, beta=0.0), ValueError, "beta must be a finite number > 0"),
+        (lambda h, d: softargmax_2p5d(h, d, beta=-1.0), ValueError, "beta must be a finite number > 0"),
+        (lambda h, d: softargmax_2p5d(h, d, beta=math.inf), ValueError, "beta must be a finite number > 0"),
+        (lambda h, d: softargmax_2p5d(h, d, beta=torch.tensor(2.0)), TypeError, "beta must be a Python number"),
+        (lambda h, d: softargmax_2p5d(h[0], d[0]), ValueError, r"heatmaps must have shape \(B, J, H, W\)"),
+        (lambda h, d: softargmax_2p5d(h, d[:, :1]), ValueError, "depthmaps must have the shape of heatmaps"),
+        (lambda h, d: softargmax_2p5d(h, d.double()), TypeError, "depthmaps has dtype torch.float64"),
+        (lambda h, d: softargmax_2p5d(h.long(), d), TypeError, "heatmaps must be float16"),
+        (lambda h, d: softargmax_2p5d(h.numpy(), d), TypeError, "heatmaps must be a torch.Tensor"),
+        (lambda h, d: softargmax_2p5d(h, d.to("meta")), ValueError, "depthmaps is on meta"),
+        (lambda h, d: softargmax_2p5d(h[..., :0], d[..., :0]), ValueError, "H, W >= 1"),
+    ],
+)
+def test_invalid_arguments_raise_before_launch(call, error, message):
+    h, d = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
+    with pytest.raises(error, match=message):
+        call(h, d)
+
+
+def test_empty_batch():
+    h = torch.randn(0, 17, 8, 8, device=DEVICE, requires_grad=True)
+    uv, z, conf = softargmax_2p5d(h, torch.randn_like(h))
+    assert uv.shape == (0, 17, 2) and z.shape == conf.shape == (0, 17)
+    (uv.sum() + z.sum()).backward()
+    assert h.grad.shape == h.shape
+
+
+def test_conf_and_lse_carry_no_gradient():
+    h, d = _inputs((2, 3, 4, 4), torch.float64)
+    h.requires_grad_()
+    uv, z, conf, lse = torch.ops.ws3d.softargmax_2p5d(h, d, 2.0)
+    assert uv.requires_grad and z.requires_grad
+    assert not conf.requires_grad and not lse.requires_grad
+    # lse is logsumexp(beta * h) / beta, the statistic the backward recomputes p from.
+    expected = torch.logsumexp(2.0 * h.detach().flatten(2), -1) / 2.0
+    torch.testing.assert_close(lse, expected)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_opcheck(backend):
+    h, d = _inputs((2, 3, 5, 7), torch.float32)
+    with use_backend(backend):
+        torch.library.opcheck(torch.ops.ws3d.softargmax_2p5d.default, (h.requires_grad_(), d.requires_grad_(), 3.0))
+        uv, z, _, lse = torch.ops.ws3d.softargmax_2p5d(h.detach(), d.detach(), 3.0)
+        torch.library.opcheck(
+            torch.ops.ws3d.softargmax_2p5d_backward.default,
+            (torch.randn_like(uv), torch.randn_like(z), h.detach(), d.detach(), uv, z, lse, 3.0),
+        )
+
+
+def test_torch_compile_fullgraph_matches_eager():
+    h, d = _inputs((2, 5, 8, 9), torch.float32)
+
+    def loss(h, d):
+        uv, z, conf = softargmax_2p5d(h, d, beta=10.0)
+        return (uv**2).sum() + (z * conf).sum()
+
+    compiled = torch.compile(loss, fullgraph=True)
+    results = []
+    for fn in (loss, compiled):
+        hh, dd = h.clone().requires_grad_(), d.clone().requires_grad_()
+        value = fn(hh, dd)
+        value.backward()
+        results.append((value, hh.grad, dd.grad))
+    for eager, comp in zip(*results, strict=True):
+        torch.testing.assert_close(comp, eager)
