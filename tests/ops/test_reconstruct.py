@@ -5,16 +5,11 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from ws3d.ops import reconstruct_3d, reconstruct_3d_reference, use_backend
+from ws3d.skeleton import standing_pose
 
 from .helpers import BACKENDS, DEVICE, assert_close, backend_params
 
-# An upright 17-joint person in metres, Human3.6M order, camera axes (y points down).
-SKELETON = torch.tensor(
-    [[0, 0, 0], [-.13, 0, 0], [-.13, .45, 0], [-.13, .9, 0], [.13, 0, 0], [.13, .45, 0], [.13, .9, 0],
-     [0, -.23, 0], [0, -.48, 0], [0, -.58, 0], [0, -.7, 0], [.17, -.45, 0], [.45, -.45, 0], [.7, -.45, 0],
-     [-.17, -.45, 0], [-.45, -.45, 0], [-.7, -.45, 0]],
-    dtype=torch.float64,
-)  # fmt: skip
+SKELETON = standing_pose()  # metres, camera axes (y points down)
 
 
 def _scene(n, seed=0, rotations=None, lateral=0.3):
