@@ -23,4 +23,4 @@ demo: install
 bench: install
 	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) -m pytest -q benchmarks --benchmark-enable --benchmark-columns=min,median,mean,rounds \
-		--benchmark-json=benchmarks/results/pytest-benchmark-$$(uname -n).json
+		--benchmark-autosave
