@@ -186,8 +186,9 @@ if HAS_TRITON:
         z = tl.sum(s_d * weight, 0) / total
         lse = m_row + tl.log(total) / beta
         # conf: bilinear sample of the raw heatmap, clamped to the grid; NaN -> origin.
-        uc = tl.minimum(tl.maximum(tl.where(u == u, u, 0.0), 0.0), (W - 1).to(ACC))
-        vc = tl.minimum(tl.maximum(tl.where(v == v, v, 0.0), 0.0), (H - 1).to(ACC))
+        # W - 1.0, not (W - 1).to(): Triton turns an int argument equal to 1 into a constexpr.
+        uc = tl.minimum(tl.maximum(tl.where(u == u, u, 0.0), 0.0), W - 1.0)
+        vc = tl.minimum(tl.maximum(tl.where(v == v, v, 0.0), 0.0), H - 1.0)
         x0 = tl.minimum(uc.to(tl.int32), W - 1)
         y0 = tl.minimum(vc.to(tl.int32), H - 1)
         x1 = tl.minimum(x0 + 1, W - 1)
