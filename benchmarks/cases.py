@@ -30,6 +30,7 @@ from ws3d.ops import (
     weighted_procrustes_reference,
 )
 
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 BETA = 50.0
 SOFTARGMAX_SHAPE = (256, 17, 64, 64)  # the training batch: 128 images + 32 x 4 views
 RECONSTRUCT_SHAPE = (256, 17)
@@ -148,3 +149,10 @@ def procrustes_cases(device: torch.device, shape=PROCRUSTES_SHAPE) -> list[Case]
 
 ALL_CASES = {"softargmax_2p5d": softargmax_cases, "reconstruct_3d": reconstruct_cases,
              "weighted_procrustes": procrustes_cases}
+
+
+def run_benchmark(benchmark, case: Case) -> None:
+    """The pytest-benchmark body shared by benchmarks/test_bench_*.py."""
+    benchmark.group = f"{case.op} {'x'.join(map(str, case.shape))} {DEVICE.type}"
+    benchmark.extra_info["bytes_moved"] = case.bytes_moved
+    benchmark.pedantic(case.run, rounds=5, warmup_rounds=1)

@@ -4,15 +4,9 @@ Run with `make bench` (or `pytest benchmarks/test_bench_softargmax.py --benchmar
 """
 
 import pytest
-import torch
-from cases import ALL_CASES
-
-DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-CASES = ALL_CASES["softargmax_2p5d"](DEVICE)
+from cases import ALL_CASES, DEVICE, run_benchmark
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.variant)
+@pytest.mark.parametrize("case", ALL_CASES["softargmax_2p5d"](DEVICE), ids=lambda c: c.variant)
 def test_softargmax(benchmark, case):
-    benchmark.group = f"{case.op} {'x'.join(map(str, case.shape))} {DEVICE.type}"
-    benchmark.extra_info["bytes_moved"] = case.bytes_moved
-    benchmark.pedantic(case.run, rounds=5, warmup_rounds=1)
+    run_benchmark(benchmark, case)

@@ -39,3 +39,16 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtyp
 def backend_params(dtypes_of=dtypes_for):
     """pytest params (backend, dtype) for every combination this session can run."""
     return [(b, d) for b in BACKENDS for d in dtypes_of(b)]
+
+
+def assert_compile_matches_eager(fn, inputs: list[torch.Tensor], grad_inputs: list[int]) -> None:
+    """``fn(*inputs)`` returns a scalar loss: torch.compile(fullgraph=True) must give the
+    eager value and the eager gradients of ``inputs[i]`` for i in ``grad_inputs``."""
+    results = []
+    for f in (fn, torch.compile(fn, fullgraph=True)):
+        args = [x.detach().clone().requires_grad_(i in grad_inputs) for i, x in enumerate(inputs)]
+        value = f(*args)
+        value.backward()
+        results.append((value, *(args[i].grad for i in grad_inputs)))
+    for eager, compiled in zip(*results, strict=True):
+        torch.testing.assert_close(compiled, eager)

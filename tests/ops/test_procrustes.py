@@ -6,7 +6,7 @@ from scipy.spatial.transform import Rotation
 
 from ws3d.ops import use_backend, weighted_procrustes, weighted_procrustes_reference
 
-from .helpers import BACKENDS, DEVICE, assert_close, backend_params
+from .helpers import BACKENDS, DEVICE, assert_close, assert_compile_matches_eager, backend_params
 
 
 def _rotations(n, seed):
@@ -246,12 +246,4 @@ def test_torch_compile_fullgraph_matches_eager():
         R, t, s = weighted_procrustes(X, Y, w, scale=True)
         return (w[..., None] * (_apply(R, t, s, X) - Y).abs()).sum()
 
-    compiled = torch.compile(aligned_l1, fullgraph=True)
-    grads = []
-    for fn in (aligned_l1, compiled):
-        Xg = X.clone().requires_grad_()
-        value = fn(Xg, Y, w)
-        value.backward()
-        grads.append((value, Xg.grad))
-    for eager, comp in zip(*grads, strict=True):
-        torch.testing.assert_close(comp, eager)
+    assert_compile_matches_eager(aligned_l1, [X, Y, w], grad_inputs=[0])

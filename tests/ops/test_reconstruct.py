@@ -7,7 +7,7 @@ from scipy.spatial.transform import Rotation
 from ws3d.ops import reconstruct_3d, reconstruct_3d_reference, use_backend
 from ws3d.skeleton import standing_pose
 
-from .helpers import BACKENDS, DEVICE, assert_close, backend_params
+from .helpers import BACKENDS, DEVICE, assert_close, assert_compile_matches_eager, backend_params
 
 SKELETON = standing_pose()  # metres, camera axes (y points down)
 
@@ -227,12 +227,4 @@ def test_torch_compile_fullgraph_matches_eager():
         P, z_root, valid = reconstruct_3d(uv, z, K)
         return (torch.where(valid[:, None, None], P, 0.0) ** 2).sum() + z_root.sum()
 
-    compiled = torch.compile(loss, fullgraph=True)
-    results = []
-    for fn in (loss, compiled):
-        a, b = uv.clone().requires_grad_(), z.clone().requires_grad_()
-        value = fn(a, b)
-        value.backward()
-        results.append((value, a.grad, b.grad))
-    for eager, comp in zip(*results, strict=True):
-        torch.testing.assert_close(comp, eager)
+    assert_compile_matches_eager(loss, [uv, z], grad_inputs=[0, 1])

@@ -5,7 +5,7 @@ import torch
 
 from ws3d.ops import set_value_checks, softargmax_2p5d, softargmax_2p5d_reference, use_backend
 
-from .helpers import BACKENDS, DEVICE, assert_close, backend_params
+from .helpers import BACKENDS, DEVICE, assert_close, assert_compile_matches_eager, backend_params
 
 # Shapes crossing the kernel's block size (min(next_pow2(H*W), 4096)): one pixel, odd
 # H*W, a power of two, just below / at / above 4096, several loop trips, and B*J from 1
@@ -212,12 +212,4 @@ def test_torch_compile_fullgraph_matches_eager():
         uv, z, conf = softargmax_2p5d(h, d, beta=10.0)
         return (uv**2).sum() + (z * conf).sum()
 
-    compiled = torch.compile(loss, fullgraph=True)
-    results = []
-    for fn in (loss, compiled):
-        hh, dd = h.clone().requires_grad_(), d.clone().requires_grad_()
-        value = fn(hh, dd)
-        value.backward()
-        results.append((value, hh.grad, dd.grad))
-    for eager, comp in zip(*results, strict=True):
-        torch.testing.assert_close(comp, eager)
+    assert_compile_matches_eager(loss, [h, d], grad_inputs=[0, 1])
