@@ -5,13 +5,19 @@ from __future__ import annotations
 import torch
 
 from ws3d.ops._backend import HAS_TRITON, triton_interpreted
+from ws3d.ops._ext import native_supports
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 ON_GPU = DEVICE.type == "cuda"
 
 # Backends that can run on DEVICE in this session: Triton on a GPU, or through the
-# interpreter on the CPU.
-BACKENDS = ["reference"] + (["triton"] if HAS_TRITON and (ON_GPU or triton_interpreted()) else [])
+# interpreter on the CPU; the native kernels wherever csrc/ builds (CI builds them, so a
+# broken build fails test_native_kernels_build rather than silently dropping them).
+BACKENDS = (
+    ["reference"]
+    + (["triton"] if HAS_TRITON and (ON_GPU or triton_interpreted()) else [])
+    + (["native"] if native_supports(DEVICE) else [])
+)
 
 # The interpreter has no bfloat16; on a GPU every dtype is compared.
 KERNEL_DTYPES = [torch.float16, torch.float32, torch.float64] + ([torch.bfloat16] if ON_GPU else [])

@@ -3,11 +3,13 @@ import torch
 
 from ws3d.ops import select_backend, use_backend
 from ws3d.ops._backend import HAS_TRITON
+from ws3d.ops._ext import native_supports
 
 
-def test_defaults_cpu_to_reference_and_cuda_to_triton(monkeypatch):
+def test_defaults_cpu_to_native_and_cuda_to_triton(monkeypatch):
     monkeypatch.delenv("WS3D_BACKEND", raising=False)
-    assert select_backend(torch.device("cpu")) == "reference"
+    cpu = torch.device("cpu")
+    assert select_backend(cpu) == ("native" if native_supports(cpu) else "reference")
     assert select_backend(torch.device("cuda")) == ("triton" if HAS_TRITON else "reference")
 
 

@@ -3,10 +3,12 @@
 Each op module keeps its own dispatcher (a dict from backend name to implementation);
 this module only decides *which* backend a call on a given device uses:
 
-* ``WS3D_BACKEND=reference|triton`` in the environment, or :func:`use_backend` as a
-  context manager, forces one;
-* otherwise CUDA tensors go to Triton (when it imports) and CPU tensors to the
-  pure-PyTorch reference (the C++ kernels of csrc/ join later).
+* ``WS3D_BACKEND=reference|triton|native`` in the environment, or :func:`use_backend`
+  as a context manager, forces one;
+* otherwise CPU tensors go to the native C++ kernels of csrc/ (built on first use; the
+  pure-PyTorch reference when they cannot be built) and CUDA tensors to Triton.
+  CUDA -> Triton is provisional: the CUDA kernels of csrc/ are not yet measured against
+  Triton on a GPU, and the default per op should become whichever is faster.
 
 Triton on CPU tensors only works through its interpreter (``TRITON_INTERPRET=1``),
 which is how the test suite checks the Triton kernels on machines without a GPU.
@@ -21,6 +23,8 @@ from collections.abc import Iterator
 
 import torch
 
+from ._ext import native_supports
+
 try:  # Triton is a Linux-only dependency; the package must import without it.
     import triton
     import triton.language as tl
@@ -31,7 +35,7 @@ except ImportError:  # pragma: no cover - exercised only where triton is absent
     tl = None
     HAS_TRITON = False
 
-BACKENDS = ("reference", "triton")
+BACKENDS = ("reference", "triton", "native")
 
 _forced: str | None = None
 _warned_no_triton = False
@@ -78,7 +82,11 @@ def select_backend(device: torch.device) -> str:
                     f"the triton backend needs CUDA tensors (got {device.type}) "
                     "or TRITON_INTERPRET=1 for the CPU interpreter"
                 )
+        if forced == "native" and not native_supports(device):
+            raise RuntimeError(f"WS3D_BACKEND=native, but the native kernels are unavailable for {device.type}")
         return forced
+    if device.type == "cpu" and native_supports(device):
+        return "native"
     if device.type == "cuda":
         if HAS_TRITON:
             return "triton"

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from ._backend import HAS_TRITON, accumulation_dtype, select_backend, tl, triton, triton_accumulation_dtype
+from ._ext import native
 from ._validate import check_float_tensor, check_same_dtype_device, value_checks_active
 
 __all__ = ["weighted_procrustes", "weighted_procrustes_reference"]
@@ -277,9 +278,27 @@ def _triton_forward(X: Tensor, Y: Tensor, w: Tensor, scale: bool):
     return R, t, s, valid
 
 
+# ------------------------------------------------------------------------------ native
+# csrc/procrustes_cpu.cpp and procrustes_cuda.cu (the solver: csrc/procrustes_solver.h).
+
+
+def _native_forward(X: Tensor, Y: Tensor, w: Tensor, scale: bool):
+    acc = accumulation_dtype(X.dtype)
+    X_, Y_, w_ = (x.to(acc).contiguous() for x in (X, Y, w))
+    N = X.shape[0]
+    R, t, s = X_.new_empty(N, 3, 3), X_.new_empty(N, 3), X_.new_empty(N)
+    valid = torch.empty(N, dtype=torch.bool, device=X.device)
+    native().procrustes(X_, Y_, w_, scale, R, t, s, valid)
+    return R.to(X.dtype), t.to(X.dtype), s.to(X.dtype), valid
+
+
 # ------------------------------------------------------------------ op + dispatcher
 
-_IMPLEMENTATIONS = {"reference": weighted_procrustes_reference, "triton": _triton_forward}
+_IMPLEMENTATIONS = {
+    "reference": weighted_procrustes_reference,
+    "triton": _triton_forward,
+    "native": _native_forward,
+}
 
 
 @torch.library.custom_op("ws3d::weighted_procrustes", mutates_args=())

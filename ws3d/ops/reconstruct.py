@@ -43,6 +43,7 @@ from ._backend import (
     triton,
     triton_accumulation_dtype,
 )
+from ._ext import native
 from ._validate import check_dim, check_float_tensor, check_no_nan, check_same_dtype_device
 
 __all__ = ["reconstruct_3d", "reconstruct_3d_reference"]
@@ -303,11 +304,37 @@ def _triton_backward(g_P, g_root, uv, z, K, k: int, l: int):
     return g_uv, g_z
 
 
+# ------------------------------------------------------------------------------ native
+# csrc/reconstruct_cpu.cpp and reconstruct_cuda.cu: float32 / float64, contiguous.
+
+
+def _native_inputs(*tensors: Tensor) -> list[Tensor]:
+    acc = accumulation_dtype(tensors[0].dtype)
+    return [x.to(acc).contiguous() for x in tensors]
+
+
+def _native_forward(uv: Tensor, z: Tensor, K: Tensor, k: int, l: int):
+    uv_, z_, K_ = _native_inputs(uv, z, K)
+    B, J = z.shape
+    P, z_root = uv_.new_empty(B, J, 3), uv_.new_empty(B)
+    valid = torch.empty(B, dtype=torch.bool, device=uv.device)
+    native().reconstruct_forward(uv_, z_, K_, k, l, P, z_root, valid)
+    return P.to(uv.dtype), z_root.to(uv.dtype), valid
+
+
+def _native_backward(g_P, g_root, uv, z, K, k: int, l: int):
+    g_P_, g_root_, uv_, z_, K_ = _native_inputs(g_P, g_root, uv, z, K)
+    g_uv, g_z = torch.empty_like(uv_), torch.empty_like(z_)
+    native().reconstruct_backward(g_P_, g_root_, uv_, z_, K_, k, l, g_uv, g_z)
+    return g_uv.to(uv.dtype), g_z.to(z.dtype)
+
+
 # ------------------------------------------------------------------ op + dispatcher
 
 _IMPLEMENTATIONS = {
     "reference": (_reference_forward, _reference_backward),
     "triton": (_triton_forward, _triton_backward),
+    "native": (_native_forward, _native_backward),
 }
 
 

@@ -34,6 +34,7 @@ from ._backend import (
     triton,
     triton_accumulation_dtype,
 )
+from ._ext import native
 from ._validate import (
     check_float_tensor,
     check_same_dtype_device,
@@ -284,11 +285,38 @@ def _triton_backward(g_uv, g_z, h, d, uv, z, lse, beta):
     return grad_h, grad_d
 
 
+# ------------------------------------------------------------------------------ native
+# csrc/softargmax_cpu.cpp and softargmax_cuda.cu take float32 / float64; half precision
+# is computed in float32 and rounded on the way out, as the Triton kernels do.
+
+
+def _native_forward(h: Tensor, d: Tensor, beta: float):
+    acc = accumulation_dtype(h.dtype)
+    h_, d_ = _rows_contiguous(h.to(acc)), _rows_contiguous(d.to(acc))
+    B, J = h.shape[:2]
+    uv = h_.new_empty(B, J, 2)
+    z, conf, lse = h_.new_empty(B, J), h_.new_empty(B, J), h_.new_empty(B, J)
+    native().softargmax_forward(h_, d_, beta, uv, z, conf, lse)
+    return uv.to(h.dtype), z.to(h.dtype), conf.to(h.dtype), lse
+
+
+def _native_backward(g_uv, g_z, h, d, uv, z, lse, beta):
+    acc = accumulation_dtype(h.dtype)
+    h_, d_ = _rows_contiguous(h.to(acc)), _rows_contiguous(d.to(acc))
+    grad_h, grad_d = torch.empty(h.shape, dtype=acc, device=h.device), torch.empty(d.shape, dtype=acc, device=d.device)
+    native().softargmax_backward(
+        *(x.to(acc).contiguous() for x in (g_uv, g_z)), h_, d_,
+        *(x.to(acc).contiguous() for x in (uv, z, lse)), beta, grad_h, grad_d,
+    )
+    return grad_h.to(h.dtype), grad_d.to(d.dtype)
+
+
 # ------------------------------------------------------------------ op + dispatcher
 
 _IMPLEMENTATIONS = {
     "reference": (_reference_forward, _reference_backward),
     "triton": (_triton_forward, _triton_backward),
+    "native": (_native_forward, _native_backward),
 }
 
 

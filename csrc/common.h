@@ -1,0 +1,75 @@
+// Shared by the C++ (CPU) and CUDA kernels: no torch headers, raw pointers only.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+
+#ifdef __CUDACC__
+#define WS3D_HD __host__ __device__ __forceinline__
+#else
+#define WS3D_HD inline
+#endif
+
+namespace ws3d {
+
+// exp for the CPU softmax loops. The float version is written with arithmetic only, so
+// that `#pragma omp simd` loops vectorise it (glibc's vector expf needs -ffast-math,
+// which would break the -inf and NaN handling the ops promise). exp(x) = 2^k exp(r),
+// |r| <= ln2 / 2, with a degree-6 Taylor polynomial: relative error below 2e-7.
+// -inf and anything below the float range give exactly 0; NaN stays NaN.
+inline float fast_exp(float x) {
+  const float kLog2e = 1.44269504088896341f, kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
+  const float clamped = x > 88.3762626647949f ? 88.3762626647949f : x;  // NaN passes through
+  // Round to nearest by adding 1.5 * 2^23: the integer lands in the low mantissa bits.
+  // (floorf would be a library call, which stops the loop from vectorising.)
+  const float kMagic = 12582912.0f;
+  const float shifted = clamped * kLog2e + kMagic;
+  int32_t k_bits;
+  std::memcpy(&k_bits, &shifted, sizeof k_bits);
+  const float k = shifted - kMagic;
+  const float r = clamped - k * kLn2Hi - k * kLn2Lo;
+  float p = 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const int32_t bits = (k_bits - 0x4B400000 + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return clamped < -87.33654475f ? 0.0f : p * scale;
+}
+
+inline double fast_exp(double x) { return std::exp(x); }
+
+}  // namespace ws3d
+
+namespace ws3d {
+
+// conf of softargmax_2p5d: the heatmap row h (H * W, contiguous) sampled bilinearly at
+// (u, v), clamped to the grid; a NaN coordinate samples the origin, and a corner of
+// weight 0 contributes nothing even where h is -inf.
+template <typename T>
+WS3D_HD T bilinear_sample(const T* h, int64_t H, int64_t W, T u, T v) {
+  u = u == u ? u : T(0);
+  v = v == v ? v : T(0);
+  u = u < T(0) ? T(0) : (u > T(W - 1) ? T(W - 1) : u);
+  v = v < T(0) ? T(0) : (v > T(H - 1) ? T(H - 1) : v);
+  const int64_t x0 = static_cast<int64_t>(u) < W - 1 ? static_cast<int64_t>(u) : W - 1;
+  const int64_t y0 = static_cast<int64_t>(v) < H - 1 ? static_cast<int64_t>(v) : H - 1;
+  const int64_t x1 = x0 + 1 < W ? x0 + 1 : W - 1;
+  const int64_t y1 = y0 + 1 < H ? y0 + 1 : H - 1;
+  const T wx = u - T(x0), wy = v - T(y0);
+  const T w00 = (1 - wx) * (1 - wy), w01 = wx * (1 - wy), w10 = (1 - wx) * wy, w11 = wx * wy;
+  T out = 0;
+  out += w00 == T(0) ? T(0) : h[y0 * W + x0] * w00;
+  out += w01 == T(0) ? T(0) : h[y0 * W + x1] * w01;
+  out += w10 == T(0) ? T(0) : h[y1 * W + x0] * w10;
+  out += w11 == T(0) ? T(0) : h[y1 * W + x1] * w11;
+  return out;
+}
+
+}  // namespace ws3d

@@ -1,0 +1,76 @@
+"""The native kernels of csrc/, built on first use and cached.
+
+``native()`` compiles csrc/ with torch.utils.cpp_extension.load (ninja, the host C++
+compiler, and nvcc for the .cu files when torch has CUDA and a toolkit is found) the
+first time a native kernel is needed, then reuses the build from torch's extension
+cache. When the build fails (no compiler, no ninja, no sources in this install) it
+warns once, with the reason, and returns None: the ops then fall back to Triton or the
+PyTorch reference. The package itself never needs a compiler to import.
+
+Prebuild (and see the compiler's output) with ``python -m ws3d.ops.build``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+SOURCES = Path(__file__).resolve().parents[2] / "csrc"
+CPU_SOURCES = ["binding.cpp", "softargmax_cpu.cpp", "reconstruct_cpu.cpp", "procrustes_cpu.cpp"]
+CUDA_SOURCES = ["softargmax_cuda.cu", "reconstruct_cuda.cu", "procrustes_cuda.cu"]
+# -fno-math-errno lets sqrt and the hand-written exp vectorise; -ffast-math is avoided
+# on purpose: the ops promise exact -inf and NaN behaviour.
+CFLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno"]
+
+_module: ModuleType | None = None
+_failure: str | None = None
+
+
+def _with_cuda() -> bool:
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    return torch.cuda.is_available() and CUDA_HOME is not None and os.environ.get("WS3D_NO_CUDA_BUILD") != "1"
+
+
+def build(verbose: bool = False) -> ModuleType:
+    """Compile (or load from the cache) the extension; raises if that fails."""
+    from torch.utils.cpp_extension import load
+
+    if not (SOURCES / "binding.cpp").exists():
+        raise FileNotFoundError(f"no C++ sources at {SOURCES} (the native kernels need a source checkout)")
+    cuda = _with_cuda()
+    sources = [str(SOURCES / name) for name in CPU_SOURCES + (CUDA_SOURCES if cuda else [])]
+    return load(
+        name="ws3d_native_cuda" if cuda else "ws3d_native",
+        sources=sources,
+        extra_cflags=CFLAGS + (["-DWS3D_WITH_CUDA"] if cuda else []),
+        extra_cuda_cflags=["-O3", "-DWS3D_WITH_CUDA"],
+        extra_ldflags=["-fopenmp"],
+        verbose=verbose,
+    )
+
+
+def native() -> ModuleType | None:
+    """The built extension, or None (after one warning) when it cannot be built."""
+    global _module, _failure
+    if _module is None and _failure is None:
+        try:
+            _module = build()
+        except Exception as error:  # noqa: BLE001 - any build failure means: fall back
+            _failure = f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error).strip() else ''}"
+            warnings.warn(
+                f"ws3d: native kernels unavailable ({_failure}); falling back to Triton / the PyTorch "
+                "reference. `python -m ws3d.ops.build` shows the compiler output.",
+                stacklevel=3,
+            )
+    return _module
+
+
+def native_supports(device: torch.device) -> bool:
+    """True when the native extension builds and has kernels for ``device``."""
+    module = native()
+    return module is not None and (device.type == "cpu" or (device.type == "cuda" and module.with_cuda))
