@@ -94,15 +94,23 @@ WS3D_HD void procrustes_pair(const T* X, const T* Y, const T* w, int64_t J, bool
     jacobi_rotate(N, V, 1, 3);
     jacobi_rotate(N, V, 2, 3);
   }
-  // Largest and second-largest eigenvalue; ties keep the lower index.
-  int best = 0;
-  for (int i = 1; i < 4; ++i) best = N[i][i] > N[best][best] ? i : best;
-  T top = N[best][best], second = -INFINITY;
-  for (int i = 0; i < 4; ++i) second = i != best && N[i][i] > second ? N[i][i] : second;
+  // Largest and second-largest eigenvalue, and the top eigenvector, by selects over
+  // constant indices (a run-time index would push N and V out of registers).
+  T top = N[0][0], second = T(-INFINITY);
+  T q[4] = {V[0][0], V[1][0], V[2][0], V[3][0]};
+#pragma unroll
+  for (int c = 1; c < 4; ++c) {
+    const T lam = N[c][c];
+    const bool better = lam > top;
+    second = better ? top : (lam > second ? lam : second);
+    top = better ? lam : top;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) q[i] = better ? V[i][c] : q[i];
+  }
 
   // top - second = 2 (s2 + d s3) and top + second = 2 s1, in units of h_scale.
   const bool ok = finite && total > T(0) && top - second > T(kProcrustesRelTol) * (top + second);
-  T qw = V[0][best], qx = V[1][best], qy = V[2][best], qz = V[3][best];
+  T qw = q[0], qx = q[1], qy = q[2], qz = q[3];
   const T norm = sqrt(qw * qw + qx * qx + qy * qy + qz * qz);
   qw = ok ? qw / norm : T(1);  // invalid rows: the identity quaternion, R = I
   qx = ok ? qx / norm : T(0);
