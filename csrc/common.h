@@ -6,13 +6,25 @@
 #include <cstring>
 #include <limits>
 
+// Host+device helpers are always inlined, and small loops over constant counts fully
+// unrolled: the CPU procrustes kernel vectorises the solver across pairs, which needs
+// straight-line code, and CUDA keeps fixed-index arrays in registers.
 #ifdef __CUDACC__
 #define WS3D_HD __host__ __device__ __forceinline__
+#define WS3D_UNROLL _Pragma("unroll")
 #else
-#define WS3D_HD inline
+#define WS3D_HD inline __attribute__((always_inline))
+#define WS3D_UNROLL _Pragma("GCC unroll 16")
 #endif
 
 namespace ws3d {
+
+#ifndef __CUDACC__
+// Unqualified sqrt / fabs in the shared headers must pick the float overloads on the
+// host too (CUDA's math headers already provide them): float lanes stay float.
+using std::fabs;
+using std::sqrt;
+#endif
 
 // exp for the CPU softmax loops. The float version is written with arithmetic only, so
 // that `#pragma omp simd` loops vectorise it (glibc's vector expf needs -ffast-math,

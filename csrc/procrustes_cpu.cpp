@@ -1,5 +1,7 @@
-// weighted_procrustes on the CPU: OpenMP over pairs; the 3x3 (Horn 4x4) solver is shared
-// with the CUDA kernel in procrustes_solver.h.
+// weighted_procrustes on the CPU: OpenMP over blocks of kLanes pairs. Per block, the
+// cross-covariances are formed pair by pair, then the Horn eigen-solve (the expensive,
+// branch-free part) runs SIMD across the block's pairs. The solver is shared with the
+// CUDA kernel in procrustes_solver.h.
 #include "kernels.h"
 #include "procrustes_solver.h"
 
@@ -8,9 +10,35 @@ namespace ws3d {
 template <typename T>
 void procrustes_cpu(const T* X, const T* Y, const T* w, int64_t N, int64_t J, bool scale, T* R, T* t, T* s,
                     bool* valid) {
+  constexpr int64_t kLanes = 64 / sizeof(T);  // one AVX-512 register of T
+  const int64_t blocks = (N + kLanes - 1) / kLanes;
 #pragma omp parallel for schedule(static)
-  for (int64_t n = 0; n < N; ++n) {
-    procrustes_pair(X + 3 * J * n, Y + 3 * J * n, w + J * n, J, scale, R + 9 * n, t + 3 * n, s + n, valid + n);
+  for (int64_t block = 0; block < blocks; ++block) {
+    const int64_t first = block * kLanes;
+    const int64_t lanes = N - first < kLanes ? N - first : kLanes;
+    CrossCovariance<T> cov[kLanes];
+    T H[3][3][kLanes], R_opt[9][kLanes], top[kLanes], second[kLanes], h_scale[kLanes];
+    for (int64_t i = 0; i < kLanes; ++i) {
+      const int64_t n = first + (i < lanes ? i : 0);  // idle lanes redo a real pair
+      cross_covariance(X + 3 * J * n, Y + 3 * J * n, w + J * n, J, cov[i]);
+      for (int a = 0; a < 3; ++a)
+        for (int b = 0; b < 3; ++b) H[a][b][i] = cov[i].H[a][b];
+    }
+#pragma omp simd
+    for (int64_t i = 0; i < kLanes; ++i) {
+      const T Hi[3][3] = {{H[0][0][i], H[0][1][i], H[0][2][i]},
+                          {H[1][0][i], H[1][1][i], H[1][2][i]},
+                          {H[2][0][i], H[2][1][i], H[2][2][i]}};
+      T Ri[9];
+      horn_rotation(Hi, Ri, top[i], second[i], h_scale[i]);
+      for (int k = 0; k < 9; ++k) R_opt[k][i] = Ri[k];
+    }
+    for (int64_t i = 0; i < lanes; ++i) {
+      const int64_t n = first + i;
+      T Ri[9];
+      for (int k = 0; k < 9; ++k) Ri[k] = R_opt[k][i];
+      finish_pair(cov[i], Ri, top[i], second[i], h_scale[i], scale, R + 9 * n, t + 3 * n, s + n, valid + n);
+    }
   }
 }
 
