@@ -60,7 +60,9 @@ def machine(device: torch.device) -> dict:
 
 def median_seconds(fn, min_time: float) -> float:
     fn()  # warm-up (and compilation for the torch.compile variants)
-    return torch_benchmark.Timer("fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_time).median
+    # Timer defaults to one thread (and that reaches OpenMP in native kernels): use all.
+    timer = torch_benchmark.Timer("fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    return timer.blocked_autorange(min_run_time=min_time).median
 
 
 def copy_bandwidth(device: torch.device, min_time: float) -> float:

@@ -40,3 +40,57 @@ def test_cuda_kernels_compile_with_nvcc(source, arch, tmp_path):
         capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stderr
+
+
+def _relative_error(actual, expected):
+    return ((actual.double() - expected).norm() / expected.norm()).item()
+
+
+@pytest.mark.skipif(not _ext.native_supports(torch.device("cpu")), reason="native kernels did not build")
+def test_native_float32_is_within_1e_5_of_float64_reference():
+    """Issue 3's accuracy target, on well-conditioned inputs, forward and backward."""
+    from ws3d.ops import (
+        reconstruct_3d,
+        reconstruct_3d_reference,
+        softargmax_2p5d,
+        softargmax_2p5d_reference,
+        use_backend,
+        weighted_procrustes,
+        weighted_procrustes_reference,
+    )
+
+    g = torch.Generator().manual_seed(0)
+    h, d = torch.randn(8, 17, 64, 64, generator=g) / 20, torch.randn(8, 17, 64, 64, generator=g)
+    g_uv, g_z = torch.randn(8, 17, 2, generator=g), torch.randn(8, 17, generator=g)
+
+    def softargmax_outputs(fn, h, d):
+        h, d = h.clone().requires_grad_(), d.clone().requires_grad_()
+        uv, z, conf = fn(h, d, 50.0)
+        return (uv, z, conf, *torch.autograd.grad((uv * g_uv).sum() + (z * g_z).sum(), (h, d)))
+
+    expected = softargmax_outputs(softargmax_2p5d_reference, h.double(), d.double())
+    with use_backend("native"):
+        actual = softargmax_outputs(softargmax_2p5d, h, d)
+    for a, e in zip(actual, expected, strict=True):
+        assert _relative_error(a, e) < 1e-5
+
+    K = torch.tensor([[1000.0, 0, 500], [0, 1000.0, 500], [0, 0, 1]]).expand(64, 3, 3)
+    uv = 500 + 50 * torch.randn(64, 17, 2, generator=g)
+    z = 0.3 * torch.randn(64, 17, generator=g)
+    expected = reconstruct_3d_reference(uv.double(), z.double(), K.double())
+    with use_backend("native"):
+        actual = reconstruct_3d(uv, z, K)
+    assert torch.equal(actual[2], expected[2])
+    for a, e in zip(actual[:2], expected[:2], strict=True):
+        assert _relative_error(a, e) < 1e-5
+
+    X = torch.randn(4096, 17, 3, generator=g)
+    Q = torch.linalg.qr(torch.randn(4096, 3, 3, generator=g))[0]
+    Q = Q * torch.linalg.det(Q)[:, None, None]  # proper rotations
+    Y = 1.3 * X @ Q.mT + 0.5 + 0.01 * torch.randn(4096, 17, 3, generator=g)
+    w = torch.rand(4096, 17, generator=g) + 0.1
+    expected = weighted_procrustes_reference(X.double(), Y.double(), w.double(), True)
+    with use_backend("native"):
+        actual = weighted_procrustes(X, Y, w, scale=True)
+    for a, e in zip(actual, expected[:3], strict=True):
+        assert _relative_error(a, e) < 1e-5
