@@ -7,6 +7,8 @@ the forward, reads them again and writes dh, dd in the backward.
 
 Variants, compared in the same run:
   ws3d      the public op with its default backend for the device
+  triton, native   on CUDA: the public op forced onto each GPU backend, the measurement
+            that decides ws3d's per-op CUDA default
   eager     the pure-PyTorch reference (autograd for the backward)
   compiled  torch.compile(reference)
   kornia    spatial_softmax2d + spatial_expectation2d + a depth sum (softargmax peer)
@@ -26,9 +28,11 @@ from ws3d.ops import (
     reconstruct_3d_reference,
     softargmax_2p5d,
     softargmax_2p5d_reference,
+    use_backend,
     weighted_procrustes,
     weighted_procrustes_reference,
 )
+from ws3d.ops._ext import native_supports
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 BETA = 50.0
@@ -62,6 +66,22 @@ def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def _gpu_backends(device: torch.device, op: Callable) -> dict[str, Callable]:
+    """On CUDA, the op forced onto Triton and onto the CUDA kernels of csrc/."""
+    if device.type != "cuda":
+        return {}
+    names = ["triton"] + (["native"] if native_supports(device) else [])
+
+    def forced(name):
+        def run(*args):
+            with use_backend(name):
+                return op(*args)
+
+        return run
+
+    return {name: forced(name) for name in names}
+
+
 def softargmax_cases(device: torch.device, shape=SOFTARGMAX_SHAPE) -> list[Case]:
     g = torch.Generator().manual_seed(0)
     h = (torch.randn(shape, generator=g) / 10).to(device).requires_grad_()
@@ -79,11 +99,8 @@ def softargmax_cases(device: torch.device, shape=SOFTARGMAX_SHAPE) -> list[Case]
     def reference(h, d):
         return softargmax_2p5d_reference(h, d, BETA)
 
-    variants = {
-        "ws3d": lambda h, d: softargmax_2p5d(h, d, BETA),
-        "eager": reference,
-        "compiled": torch.compile(reference),
-    }
+    ws3d = lambda h, d: softargmax_2p5d(h, d, BETA)  # noqa: E731
+    variants = {"ws3d": ws3d, **_gpu_backends(device, ws3d), "eager": reference, "compiled": torch.compile(reference)}
     if _has("kornia"):
         from kornia.geometry.subpix import spatial_expectation2d, spatial_softmax2d
 
@@ -114,7 +131,7 @@ def reconstruct_cases(device: torch.device, shape=RECONSTRUCT_SHAPE) -> list[Cas
 
         return run
 
-    variants = {"ws3d": reconstruct_3d, "eager": reconstruct_3d_reference,
+    variants = {"ws3d": reconstruct_3d, **_gpu_backends(device, reconstruct_3d), "eager": reconstruct_3d_reference,
                 "compiled": torch.compile(reconstruct_3d_reference)}
     # forward: uv, z in, P and z_root out; backward: g_P, uv, z in, g_uv, g_z out.
     bytes_moved = (3 + 3 + 3 + 3 + 3) * B * J * 4 + 9 * 4 * B
@@ -133,11 +150,8 @@ def procrustes_cases(device: torch.device, shape=PROCRUSTES_SHAPE) -> list[Case]
     def reference(X, Y, w):
         return weighted_procrustes_reference(X, Y, w, True)
 
-    variants = {
-        "ws3d": lambda X, Y, w: weighted_procrustes(X, Y, w, scale=True),
-        "eager": reference,
-        "compiled": torch.compile(reference),
-    }
+    ws3d = lambda X, Y, w: weighted_procrustes(X, Y, w, scale=True)  # noqa: E731
+    variants = {"ws3d": ws3d, **_gpu_backends(device, ws3d), "eager": reference, "compiled": torch.compile(reference)}
     if _has("roma"):
         import roma
 
