@@ -103,6 +103,13 @@ def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def native_inputs(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    """The tensors as the native kernels take them: contiguous, in the first one's
+    accumulation dtype (the csrc/ kernels exist for float32 and float64 only)."""
+    acc = accumulation_dtype(tensors[0].dtype)
+    return [x.to(acc).contiguous() for x in tensors]
+
+
 def triton_accumulation_dtype(dtype: torch.dtype):
     """The Triton twin of :func:`accumulation_dtype`, passed to kernels as a constexpr."""
     return tl.float64 if dtype == torch.float64 else tl.float32

@@ -29,7 +29,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._backend import HAS_TRITON, accumulation_dtype, select_backend, tl, triton, triton_accumulation_dtype
+from ._backend import (
+    HAS_TRITON,
+    accumulation_dtype,
+    native_inputs,
+    select_backend,
+    tl,
+    triton,
+    triton_accumulation_dtype,
+)
 from ._ext import native
 from ._validate import check_float_tensor, check_same_dtype_device, value_checks_active
 
@@ -283,8 +291,7 @@ def _triton_forward(X: Tensor, Y: Tensor, w: Tensor, scale: bool):
 
 
 def _native_forward(X: Tensor, Y: Tensor, w: Tensor, scale: bool):
-    acc = accumulation_dtype(X.dtype)
-    X_, Y_, w_ = (x.to(acc).contiguous() for x in (X, Y, w))
+    X_, Y_, w_ = native_inputs(X, Y, w)
     N = X.shape[0]
     R, t, s = X_.new_empty(N, 3, 3), X_.new_empty(N, 3), X_.new_empty(N)
     valid = torch.empty(N, dtype=torch.bool, device=X.device)

@@ -38,6 +38,7 @@ from torch import Tensor
 from ._backend import (
     HAS_TRITON,
     accumulation_dtype,
+    native_inputs,
     select_backend,
     tl,
     triton,
@@ -308,13 +309,8 @@ def _triton_backward(g_P, g_root, uv, z, K, k: int, l: int):
 # csrc/reconstruct_cpu.cpp and reconstruct_cuda.cu: float32 / float64, contiguous.
 
 
-def _native_inputs(*tensors: Tensor) -> list[Tensor]:
-    acc = accumulation_dtype(tensors[0].dtype)
-    return [x.to(acc).contiguous() for x in tensors]
-
-
 def _native_forward(uv: Tensor, z: Tensor, K: Tensor, k: int, l: int):
-    uv_, z_, K_ = _native_inputs(uv, z, K)
+    uv_, z_, K_ = native_inputs(uv, z, K)
     B, J = z.shape
     P, z_root = uv_.new_empty(B, J, 3), uv_.new_empty(B)
     valid = torch.empty(B, dtype=torch.bool, device=uv.device)
@@ -323,7 +319,7 @@ def _native_forward(uv: Tensor, z: Tensor, K: Tensor, k: int, l: int):
 
 
 def _native_backward(g_P, g_root, uv, z, K, k: int, l: int):
-    g_P_, g_root_, uv_, z_, K_ = _native_inputs(g_P, g_root, uv, z, K)
+    g_P_, g_root_, uv_, z_, K_ = native_inputs(g_P, g_root, uv, z, K)
     g_uv, g_z = torch.empty_like(uv_), torch.empty_like(z_)
     native().reconstruct_backward(g_P_, g_root_, uv_, z_, K_, k, l, g_uv, g_z)
     return g_uv.to(uv.dtype), g_z.to(z.dtype)

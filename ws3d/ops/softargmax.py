@@ -29,6 +29,7 @@ from torch import Tensor
 from ._backend import (
     HAS_TRITON,
     accumulation_dtype,
+    native_inputs,
     select_backend,
     tl,
     triton,
@@ -304,10 +305,8 @@ def _native_backward(g_uv, g_z, h, d, uv, z, lse, beta):
     acc = accumulation_dtype(h.dtype)
     h_, d_ = _rows_contiguous(h.to(acc)), _rows_contiguous(d.to(acc))
     grad_h, grad_d = torch.empty(h.shape, dtype=acc, device=h.device), torch.empty(d.shape, dtype=acc, device=d.device)
-    native().softargmax_backward(
-        *(x.to(acc).contiguous() for x in (g_uv, g_z)), h_, d_,
-        *(x.to(acc).contiguous() for x in (uv, z, lse)), beta, grad_h, grad_d,
-    )
+    g_uv_, g_z_, uv_, z_, lse_ = native_inputs(g_uv, g_z, uv, z, lse)
+    native().softargmax_backward(g_uv_, g_z_, h_, d_, uv_, z_, lse_, beta, grad_h, grad_d)
     return grad_h.to(h.dtype), grad_d.to(d.dtype)
 
 
