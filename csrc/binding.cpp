@@ -56,9 +56,10 @@ void softargmax_forward(const at::Tensor& h, const at::Tensor& d, double beta, a
   check_contiguous({{&uv, "uv"}, {&z, "z"}, {&conf, "conf"}, {&lse, "lse"}}, h);
   const int64_t B = h.size(0), J = h.size(1), H = h.size(2), W = h.size(3);
   WS3D_DISPATCH(h, {
-    WS3D_LAUNCH(h, softargmax_forward, h.data_ptr<scalar_t>(), d.data_ptr<scalar_t>(), B, J, H, W, h.stride(0), h.stride(1),
-                                d.stride(0), d.stride(1), beta, uv.data_ptr<scalar_t>(), z.data_ptr<scalar_t>(),
-                                conf.data_ptr<scalar_t>(), lse.data_ptr<scalar_t>());
+    WS3D_LAUNCH(h, softargmax_forward,
+                h.data_ptr<scalar_t>(), d.data_ptr<scalar_t>(), B, J, H, W, h.stride(0), h.stride(1),
+                d.stride(0), d.stride(1), beta, uv.data_ptr<scalar_t>(), z.data_ptr<scalar_t>(),
+                conf.data_ptr<scalar_t>(), lse.data_ptr<scalar_t>());
   });
 }
 
@@ -72,10 +73,11 @@ void softargmax_backward(const at::Tensor& g_uv, const at::Tensor& g_z, const at
                     {&dd, "dd"}}, h);
   const int64_t B = h.size(0), J = h.size(1), H = h.size(2), W = h.size(3);
   WS3D_DISPATCH(h, {
-    WS3D_LAUNCH(h, softargmax_backward, g_uv.data_ptr<scalar_t>(), g_z.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(),
-                                d.data_ptr<scalar_t>(), uv.data_ptr<scalar_t>(), z.data_ptr<scalar_t>(),
-                                lse.data_ptr<scalar_t>(), B, J, H, W, h.stride(0), h.stride(1), d.stride(0),
-                                d.stride(1), beta, dh.data_ptr<scalar_t>(), dd.data_ptr<scalar_t>());
+    WS3D_LAUNCH(h, softargmax_backward,
+                g_uv.data_ptr<scalar_t>(), g_z.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(),
+                d.data_ptr<scalar_t>(), uv.data_ptr<scalar_t>(), z.data_ptr<scalar_t>(),
+                lse.data_ptr<scalar_t>(), B, J, H, W, h.stride(0), h.stride(1), d.stride(0),
+                d.stride(1), beta, dh.data_ptr<scalar_t>(), dd.data_ptr<scalar_t>());
   });
 }
 
@@ -85,8 +87,9 @@ void reconstruct_forward(const at::Tensor& uv, const at::Tensor& z, const at::Te
   TORCH_CHECK(valid.is_contiguous() && valid.scalar_type() == at::kBool, "ws3d native: valid must be contiguous bool");
   const int64_t B = z.size(0), J = z.size(1);
   WS3D_DISPATCH(uv, {
-    WS3D_LAUNCH(uv, reconstruct_forward, uv.data_ptr<scalar_t>(), z.data_ptr<scalar_t>(), K.data_ptr<scalar_t>(), B, J, k, l,
-                                P.data_ptr<scalar_t>(), z_root.data_ptr<scalar_t>(), valid.data_ptr<bool>());
+    WS3D_LAUNCH(uv, reconstruct_forward,
+                uv.data_ptr<scalar_t>(), z.data_ptr<scalar_t>(), K.data_ptr<scalar_t>(), B, J, k, l,
+                P.data_ptr<scalar_t>(), z_root.data_ptr<scalar_t>(), valid.data_ptr<bool>());
   });
 }
 
@@ -97,9 +100,10 @@ void reconstruct_backward(const at::Tensor& g_P, const at::Tensor& g_root, const
                     {&g_z, "g_z"}}, uv);
   const int64_t B = z.size(0), J = z.size(1);
   WS3D_DISPATCH(uv, {
-    WS3D_LAUNCH(uv, reconstruct_backward, g_P.data_ptr<scalar_t>(), g_root.data_ptr<scalar_t>(), uv.data_ptr<scalar_t>(),
-                                z.data_ptr<scalar_t>(), K.data_ptr<scalar_t>(), B, J, k, l, g_uv.data_ptr<scalar_t>(),
-                                g_z.data_ptr<scalar_t>());
+    WS3D_LAUNCH(uv, reconstruct_backward,
+                g_P.data_ptr<scalar_t>(), g_root.data_ptr<scalar_t>(), uv.data_ptr<scalar_t>(),
+                z.data_ptr<scalar_t>(), K.data_ptr<scalar_t>(), B, J, k, l, g_uv.data_ptr<scalar_t>(),
+                g_z.data_ptr<scalar_t>());
   });
 }
 
@@ -109,9 +113,10 @@ void procrustes(const at::Tensor& X, const at::Tensor& Y, const at::Tensor& w, b
   TORCH_CHECK(valid.is_contiguous() && valid.scalar_type() == at::kBool, "ws3d native: valid must be contiguous bool");
   const int64_t N = w.size(0), J = w.size(1);
   WS3D_DISPATCH(X, {
-    WS3D_LAUNCH(X, procrustes, X.data_ptr<scalar_t>(), Y.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), N, J, scale,
-                                R.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(),
-                                valid.data_ptr<bool>());
+    WS3D_LAUNCH(X, procrustes,
+                X.data_ptr<scalar_t>(), Y.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), N, J, scale,
+                R.data_ptr<scalar_t>(), t.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(),
+                valid.data_ptr<bool>());
   });
 }
 

@@ -146,7 +146,9 @@ WS3D_UNROLL
   for (int i = 0; i < 9; ++i) R[i] = ok ? R_in[i] : (i % 4 == 0 ? T(1) : T(0));
   const T sc = scale && ok && c.var > T(0) ? top * h_scale / c.var : T(1);
 WS3D_UNROLL
-  for (int i = 0; i < 3; ++i) t[i] = c.yb[i] - sc * (R[3 * i] * c.xb[0] + R[3 * i + 1] * c.xb[1] + R[3 * i + 2] * c.xb[2]);
+  for (int i = 0; i < 3; ++i) {
+    t[i] = c.yb[i] - sc * (R[3 * i] * c.xb[0] + R[3 * i + 1] * c.xb[1] + R[3 * i + 2] * c.xb[2]);
+  }
   *s = sc;
   *valid = ok;
 }

@@ -15,7 +15,9 @@ template <typename T>
 __global__ void forward_kernel(const T* uv, const T* z, const T* K, int64_t B, int64_t J, int64_t k, int64_t l, T* P,
                                T* z_root, bool* valid) {
   const int64_t b = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (b < B) reconstruct_row_forward(uv + 2 * J * b, z + J * b, K + 9 * b, J, k, l, P + 3 * J * b, z_root + b, valid + b);
+  if (b < B) {
+    reconstruct_row_forward(uv + 2 * J * b, z + J * b, K + 9 * b, J, k, l, P + 3 * J * b, z_root + b, valid + b);
+  }
 }
 
 template <typename T>
