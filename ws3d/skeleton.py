@@ -34,3 +34,13 @@ def standing_pose(dtype: torch.dtype = torch.float64) -> torch.Tensor:
          [-.17, -.45, 0], [-.45, -.45, 0], [-.7, -.45, 0]],
         dtype=dtype,
     )  # fmt: skip
+
+# Mean bone lengths of the Human3.6M training subjects in millimetres, per entry of BONES.
+MEAN_BONE_LENGTHS_MM = (
+    133.0, 442.0, 454.0, 133.0, 442.0, 454.0, 233.0, 257.0, 121.0, 115.0,
+    151.0, 278.0, 251.0, 151.0, 278.0, 251.0,
+)  # fmt: skip
+
+# Left/right partners, for flips and for drawing left and right in different colours.
+LEFT_JOINTS = (4, 5, 6, 11, 12, 13)
+RIGHT_JOINTS = (1, 2, 3, 14, 15, 16)

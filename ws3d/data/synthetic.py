@@ -1,0 +1,271 @@
+"""The embedded synthetic multi-view data set: splits, on-the-fly rendering and shards.
+
+Three splits, all seeded and reproducible image by image (image i depends only on the
+seed, the split and i, so any worker can render any image):
+
+- ``2d``: single images with 2D labels;
+- ``mv``: unlabelled multi-view groups, 2-8 views of one static person (h36m rig: 4
+  calibrated views; orbit rig: 2-8 hand-held views), with R, t and a flag saying whether
+  training may use the extrinsics (h36m: yes, orbit: no);
+- ``test``: single images with 3D ground truth of subjects never used for training.
+
+Every sample is a dict of numpy arrays (shapes for one image, S = size, J = 17):
+``image`` (S, S, 3) uint8 RGB; ``K`` (3, 3) intrinsics of the crop; ``uv`` (J, 2) crop
+pixels; ``vis`` (J,) uint8, 1 when the joint is inside the crop and not under an
+occluder; ``joints_cam`` (J, 3) mm, camera coordinates (evaluation only, never for
+weakly supervised training); ``subject``, ``activity``; for ``mv`` also ``group``,
+``view``, ``R`` (3, 3), ``t`` (3,) world-to-camera (mm) and ``extrinsics_known``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ws3d.camera import affine_to_3x3, project, transform_points, world_to_camera
+from ws3d.data.poses import ACTIVITIES, make_subject, sample_person
+from ws3d.data.render import background, draw_person, occlude
+from ws3d.data.rigs import RIGS, sample_rig
+from ws3d.data.transforms import crop_affine
+from ws3d.skeleton import JOINTS, NUM_JOINTS
+
+SPLITS = ("2d", "mv", "test")
+_SPLIT_CODE = {"2d": 1, "mv": 2, "test": 3}
+TRAIN_SUBJECTS = range(0, 200)  # 2d and mv draw from these ...
+TEST_SUBJECTS = range(100_000, 100_040)  # ... and test from these, so test people are unseen
+FORMAT_VERSION = 1
+PERSON_FRACTION = 0.75  # the person's extent covers this fraction of the crop side
+FIELDS = {  # name: (shape after N, dtype), for every split; MV_FIELDS only for mv
+    "image": (None, np.uint8), "K": ((3, 3), np.float32), "uv": ((NUM_JOINTS, 2), np.float32),
+    "vis": ((NUM_JOINTS,), np.uint8), "joints_cam": ((NUM_JOINTS, 3), np.float32),
+    "subject": ((), np.int32), "activity": ((), np.int8),
+}  # fmt: skip
+MV_FIELDS = {
+    "group": ((), np.int64), "view": ((), np.int8), "R": ((3, 3), np.float32), "t": ((3,), np.float32),
+    "extrinsics_known": ((), np.bool_),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """What to render. n counts images (for mv: all views of all groups)."""
+
+    split: str
+    n: int
+    size: int = 128
+    seed: int = 0
+    rig: str = "mixed"
+    occlusion: float = 0.25  # probability of an occluder in front of the person
+    truncation: float = 0.15  # probability of a crop that cuts part of the person off
+
+    def __post_init__(self):
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
+        if self.rig not in RIGS:
+            raise ValueError(f"rig must be one of {RIGS}, got {self.rig!r}")
+        if not 32 <= self.size <= 512:
+            raise ValueError(f"size must be within 32..512 pixels, got {self.size}")
+        if self.n < (2 if self.split == "mv" else 1):
+            raise ValueError(f"n must be at least {2 if self.split == 'mv' else 1} for split {self.split!r}")
+
+
+def group_layout(cfg: SynthConfig) -> tuple[np.ndarray, list[str]]:
+    """Views per group and each group's rig. For 2d and test every image is its own group.
+
+    mv groups: h36m 4 views, orbit 2-8; the last group is trimmed so the views add up
+    to exactly cfg.n, and no group is left with a single view.
+    """
+    rng = np.random.default_rng([cfg.seed, _SPLIT_CODE[cfg.split], 0xA1])
+    if cfg.split != "mv":
+        rigs = rng.choice(["h36m", "orbit"], cfg.n) if cfg.rig == "mixed" else np.full(cfg.n, cfg.rig)
+        return np.ones(cfg.n, np.int64), [str(r) for r in rigs]
+    counts, rigs, total = [], [], 0
+    while total < cfg.n:
+        rig = cfg.rig if cfg.rig != "mixed" else ("h36m" if rng.random() < 0.5 else "orbit")
+        views = min(4 if rig == "h36m" else int(rng.integers(2, 9)), cfg.n - total)
+        counts.append(views)
+        rigs.append(rig)
+        total += views
+    if counts[-1] == 1:  # a single view is not a multi-view sample: borrow one from the group before
+        if counts[-2] > 2:
+            counts[-2] -= 1
+            counts[-1] = 2
+        else:  # a 2-view orbit group takes the last image as its third view
+            counts.pop()
+            rigs.pop()
+            counts[-1] += 1
+    return np.asarray(counts, np.int64), rigs
+
+
+def render_group(cfg: SynthConfig, group: int, views: int, rig: str, only_view: int | None = None) -> list[dict]:
+    """Render the views of one group (one person, one instant); only_view renders just that one."""
+    code = _SPLIT_CODE[cfg.split]
+    rng = np.random.default_rng([cfg.seed, code, group])
+    pool = TEST_SUBJECTS if cfg.split == "test" else TRAIN_SUBJECTS
+    subject = make_subject(pool[int(rng.integers(len(pool)))])
+    world, activity, _ = sample_person(subject, rng)
+    K_full, R, t = sample_rig(rig, views, world, rng)
+    light = np.array([rng.uniform(-1, 1), -rng.uniform(0.6, 1.5), rng.uniform(-1, 1)])
+    light /= np.linalg.norm(light)
+    ambient = rng.uniform(0.25, 0.45)
+    samples = []
+    for v in range(views) if only_view is None else (only_view,):
+        vrng = np.random.default_rng([cfg.seed, code, group, v + 1])
+        joints_cam = world_to_camera(world, R[v], t[v])
+        uv_full = project(joints_cam, K_full[v])
+        lo, hi = uv_full.min(0), uv_full.max(0)
+        side = 1.1 * (hi - lo).max() / PERSON_FRACTION  # 1.1: skin and shoes reach past the joints
+        centre = (lo + hi) / 2
+        if vrng.random() < cfg.truncation:
+            angle = vrng.uniform(0, 2 * np.pi)
+            centre = centre + vrng.uniform(0.2, 0.4) * side * np.array([np.cos(angle), np.sin(angle)])
+        A = crop_affine(centre, side, cfg.size)
+        K = affine_to_3x3(A) @ K_full[v]
+        uv = transform_points(A, uv_full)
+        image = background(cfg.size, vrng)
+        draw_person(image, joints_cam, K, subject, R[v] @ light, ambient)
+        vis = ((uv >= 0) & (uv <= cfg.size - 1)).all(1)
+        if vrng.random() < cfg.occlusion:
+            covered = occlude(image, uv, vrng)
+            px = np.clip(np.round(uv).astype(int), 0, cfg.size - 1)
+            vis &= ~covered[px[:, 1], px[:, 0]]
+        image += vrng.normal(0.0, vrng.uniform(0.0, 0.03), image.shape).astype(np.float32)
+        sample = {
+            "image": np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8),
+            "K": K, "uv": uv, "vis": vis, "joints_cam": joints_cam,
+            "subject": subject.subject_id, "activity": ACTIVITIES.index(activity),
+        }  # fmt: skip
+        if cfg.split == "mv":
+            sample.update(group=group, view=v, R=R[v], t=t[v], extrinsics_known=rig == "h36m")
+        samples.append({k: np.asarray(x, dtype=_dtype(k)) for k, x in sample.items()})
+    return samples
+
+
+def _dtype(name: str):
+    return (FIELDS.get(name) or MV_FIELDS[name])[1]
+
+
+class SyntheticDataset(torch.utils.data.Dataset):
+    """Renders image i on demand (for DataLoader workers); the same images as the shards.
+
+    Items are the dicts described in the module docstring.
+    """
+
+    def __init__(self, cfg: SynthConfig):
+        self.cfg = cfg
+        counts, self.rigs = group_layout(cfg)
+        self.group = np.repeat(np.arange(len(counts)), counts)
+        self.view = np.arange(cfg.n) - np.repeat(np.cumsum(counts) - counts, counts)
+        self.counts = counts
+
+    def __len__(self) -> int:
+        return self.cfg.n
+
+    def __getitem__(self, i: int) -> dict:
+        if not 0 <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} images")
+        g = int(self.group[i])
+        return render_group(self.cfg, g, int(self.counts[g]), self.rigs[g], only_view=int(self.view[i]))[0]
+
+
+def _render_range(cfg: SynthConfig, start: int, stop: int) -> dict[str, np.ndarray]:
+    cv2.setNumThreads(1)
+    dataset = SyntheticDataset(cfg)
+    items = [dataset[i] for i in range(start, stop)]
+    return {k: np.stack([it[k] for it in items]) for k in items[0]}
+
+
+def write_shards(cfg: SynthConfig, out: str | os.PathLike, workers: int | None = None, shard_size: int = 1000,
+                 progress: bool = True) -> dict:  # fmt: skip
+    """Render a split into ``out/{split}_{k:04d}.npz`` shards plus ``out/{split}.json``.
+
+    Returns the metadata written to the JSON file, including the measured images/s.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    workers = workers or os.cpu_count() or 1
+    chunk = min(64, shard_size)  # progress granularity; chunks never straddle two shards
+    ranges = [(s, min(s + chunk, shard + shard_size, cfg.n))
+              for shard in range(0, cfg.n, shard_size) for s in range(shard, min(shard + shard_size, cfg.n), chunk)]
+    names, buffer, start_time = [], [], time.perf_counter()
+
+    def flush():
+        name = f"{cfg.split}_{len(names):04d}.npz"
+        arrays = {k: np.concatenate([b[k] for b in buffer]) for k in buffer[0]}
+        tmp = out / (name + ".tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, out / name)  # a killed run never leaves a half-written shard
+        names.append(name)
+        buffer.clear()
+
+    bar = tqdm(total=cfg.n, desc=f"render {cfg.split}", unit="img", disable=not progress)
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        results = pool.map(_render_range, [cfg] * len(ranges), *zip(*ranges, strict=True))
+        for arrays in results:
+            buffer.append(arrays)
+            bar.update(len(arrays["image"]))
+            if sum(len(b["image"]) for b in buffer) == shard_size:
+                flush()
+    if buffer:
+        flush()
+    bar.close()
+    seconds = time.perf_counter() - start_time
+    meta = {
+        **asdict(cfg), "format_version": FORMAT_VERSION, "joints": list(JOINTS), "shards": names,
+        "seconds": round(seconds, 2), "images_per_second": round(cfg.n / seconds, 1), "workers": workers,
+    }  # fmt: skip
+    (out / f"{cfg.split}.json").write_text(json.dumps(meta, indent=1) + "\n")
+    return meta
+
+
+class ShardDataset(torch.utils.data.Dataset):
+    """A split written by :func:`write_shards`, loaded into memory.
+
+    ``arrays`` holds the concatenated fields (first axis N); items are per-image dicts.
+    Missing files, a wrong format version and fields of the wrong shape raise
+    ``ValueError`` naming the file and field.
+    """
+
+    def __init__(self, root: str | os.PathLike, split: str):
+        root = Path(root)
+        meta_path = root / f"{split}.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{meta_path}: no such file (render it with `ws3d data synth --split {split}`)")
+        self.meta = json.loads(meta_path.read_text())
+        if self.meta.get("format_version") != FORMAT_VERSION:
+            found = self.meta.get("format_version")
+            raise ValueError(f"{meta_path}: format_version {found}, expected {FORMAT_VERSION}")
+        expected = {**FIELDS, **(MV_FIELDS if split == "mv" else {})}
+        parts = {k: [] for k in expected}
+        for name in self.meta["shards"]:
+            path = root / name
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: shard listed in {meta_path.name} is missing")
+            with np.load(path) as shard:
+                n = len(shard["image"]) if "image" in shard else 0
+                for field, (shape, _) in expected.items():
+                    if field not in shard:
+                        raise ValueError(f"{path}: field {field!r} is missing")
+                    want = (n, self.meta["size"], self.meta["size"], 3) if field == "image" else (n, *shape)
+                    if shard[field].shape != want:
+                        raise ValueError(f"{path}: field {field!r} has shape {shard[field].shape}, expected {want}")
+                    parts[field].append(shard[field])
+        self.arrays = {k: np.concatenate(v) for k, v in parts.items()}
+        if len(self.arrays["image"]) != self.meta["n"]:
+            raise ValueError(f"{meta_path}: lists n={self.meta['n']} images but the shards hold {len(self)}")
+
+    def __len__(self) -> int:
+        return len(self.arrays["image"])
+
+    def __getitem__(self, i: int) -> dict:
+        return {k: v[i] for k, v in self.arrays.items()}

@@ -1,0 +1,127 @@
+"""Person-centred crops, augmentation and target heatmaps; the intrinsics follow every crop.
+
+A crop is a 2x3 affine A from source pixels to crop pixels (integer values at pixel
+centres). It updates a sample consistently: the image is warped with A, uv maps through
+A, and K becomes A3 @ K (A3 = A with a [0, 0, 1] row), so projecting ``joints_cam`` with
+the new K lands on the new uv and ``reconstruct_3d`` works on the crop. With a rotation
+the new K is no longer upper triangular; ``reconstruct_3d`` only needs it invertible.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from ws3d.camera import affine_to_3x3, transform_points
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def crop_affine(centre, side: float, out_size: int, rotation_deg: float = 0.0) -> np.ndarray:
+    """The (2, 3) affine that cuts a side x side box at ``centre`` (px), rotated by
+    ``rotation_deg`` (counter-clockwise on screen), and scales it to out_size x out_size."""
+    scale = out_size / side
+    a = np.deg2rad(rotation_deg)
+    c, s = np.cos(a) * scale, np.sin(a) * scale
+    # Screen y points down, so a counter-clockwise turn of the content is [[c, s], [-s, c]].
+    M = np.array([[c, s], [-s, c]])
+    offset = (out_size - 1) / 2 - M @ np.asarray(centre, np.float64)
+    return np.concatenate([M, offset[:, None]], axis=1)
+
+
+def person_box(uv: np.ndarray, vis: np.ndarray, fraction: float = 0.75) -> tuple[np.ndarray, float]:
+    """Centre (2,) and side of a square box in which the labelled joints span ``fraction``.
+
+    uv: (J, 2); vis: (J,). Skin and shoes reach ~10 % past the joints, hence the 1.1.
+    """
+    pts = uv[np.asarray(vis, bool)]
+    if len(pts) < 2:
+        raise ValueError(f"need at least 2 labelled joints to place a crop, got {len(pts)}")
+    lo, hi = pts.min(0), pts.max(0)
+    return (lo + hi) / 2, max(1.1 * float((hi - lo).max()) / fraction, 1.0)
+
+
+def warp_sample(sample: dict, A: np.ndarray, out_size: int) -> dict:
+    """Apply the crop A to a sample dict (image, K, uv, vis, ...); other fields pass through.
+
+    The new vis is the old one and the joint inside the crop: nothing outside the image
+    stays labelled, but uv keeps every joint's position.
+    """
+    out = dict(sample)
+    out["image"] = cv2.warpAffine(sample["image"], A, (out_size, out_size), flags=cv2.INTER_LINEAR,
+                                  borderMode=cv2.BORDER_CONSTANT)  # fmt: skip
+    uv = transform_points(A, sample["uv"].astype(np.float64))
+    inside = ((uv >= 0) & (uv <= out_size - 1)).all(-1)
+    out["uv"] = uv.astype(np.float32)
+    out["vis"] = (np.asarray(sample["vis"]).astype(bool) & inside).astype(np.uint8)
+    if "K" in sample:
+        out["K"] = (affine_to_3x3(A) @ sample["K"].astype(np.float64)).astype(np.float32)
+    return out
+
+
+def heatmap_targets(uv: np.ndarray, vis: np.ndarray, size: int, stride: int, sigma: float = 2.0) -> np.ndarray:
+    """Gaussian target heatmaps (J, size, size) float32, peak 1, zero for unlabelled joints.
+
+    uv are image pixels; the heatmap pixel of image pixel u is (u + 0.5) / stride - 0.5
+    (pixel centres map to pixel centres), sigma is in heatmap pixels.
+    """
+    centre = (np.asarray(uv, np.float64) + 0.5) / stride - 0.5
+    grid = np.arange(size, dtype=np.float64)
+    gx = np.exp(-((grid[None, :] - centre[:, 0:1]) ** 2) / (2 * sigma**2))  # (J, W)
+    gy = np.exp(-((grid[None, :] - centre[:, 1:2]) ** 2) / (2 * sigma**2))  # (J, H)
+    maps = gy[:, :, None] * gx[:, None, :]
+    return (maps * np.asarray(vis, np.float64)[:, None, None]).astype(np.float32)
+
+
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(S, S, 3) uint8 RGB -> (3, S, S) float32, normalised with the ImageNet mean and std."""
+    x = (image.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+
+
+class PoseTransform:
+    """Sample dict (numpy) -> training dict (torch): crop, augment, heatmap targets.
+
+    Args:
+        out_size: crop side in pixels (64 to 256).
+        stride: the network's output stride; heatmaps are out_size // stride square.
+        sigma: heatmap Gaussian sigma, heatmap pixels.
+        scale: the crop side varies by a factor in [1 - scale, 1 + scale] (0.2: +-20 %).
+        rotation: the crop turns by up to +-rotation degrees.
+        train: False gives the plain person-centred crop (evaluation).
+
+    The person's box comes from ``centre`` / ``side`` in the sample when present (the
+    real-data loaders give them), otherwise the sample is already a person-centred crop
+    (the synthetic data) and the box is the whole image. Randomness comes from torch's
+    generator, which DataLoader seeds per worker, so runs are reproducible.
+    """
+
+    def __init__(self, out_size: int = 128, stride: int = 4, sigma: float = 2.0, scale: float = 0.2,
+                 rotation: float = 30.0, train: bool = True):  # fmt: skip
+        if not 64 <= out_size <= 256:
+            raise ValueError(f"out_size must be within 64..256 pixels, got {out_size}")
+        if out_size % stride:
+            raise ValueError(f"out_size {out_size} is not a multiple of the stride {stride}")
+        self.out_size, self.stride, self.sigma = out_size, stride, sigma
+        self.scale, self.rotation, self.train = scale, rotation, train
+
+    def __call__(self, sample: dict) -> dict:
+        if "centre" in sample:
+            centre, side = np.asarray(sample["centre"], np.float64), float(sample["side"])
+        else:
+            h, w = sample["image"].shape[:2]
+            centre, side = np.array([(w - 1) / 2, (h - 1) / 2]), float(max(h, w))
+        angle = 0.0
+        if self.train:
+            draws = torch.rand(2).double().numpy() * 2 - 1
+            side *= 1 + self.scale * draws[0]
+            angle = self.rotation * draws[1]
+        out = warp_sample(sample, crop_affine(centre, side, self.out_size, angle), self.out_size)
+        maps = heatmap_targets(out["uv"], out["vis"], self.out_size // self.stride, self.stride, self.sigma)
+        result = {k: torch.as_tensor(np.asarray(v)) for k, v in out.items() if k not in ("image", "centre", "side")}
+        result["image"] = image_to_tensor(out["image"])
+        result["heatmaps"] = torch.from_numpy(maps)
+        result["vis"] = result["vis"].float()
+        return result
