@@ -42,6 +42,7 @@ ACTIVITY_RANGES = {
 }
 SIDED = ("hip_flex", "hip_abd", "knee", "sho_flex", "sho_abd", "elbow")
 
+
 @dataclass(frozen=True)
 class Subject:
     """One synthetic person: bone lengths (mm, per entry of ``BONES``) and clothes (RGB 0..1)."""

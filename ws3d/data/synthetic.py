@@ -195,8 +195,11 @@ def write_shards(cfg: SynthConfig, out: str | os.PathLike, workers: int | None =
     out.mkdir(parents=True, exist_ok=True)
     workers = workers or os.cpu_count() or 1
     chunk = min(64, shard_size)  # progress granularity; chunks never straddle two shards
-    ranges = [(s, min(s + chunk, shard + shard_size, cfg.n))
-              for shard in range(0, cfg.n, shard_size) for s in range(shard, min(shard + shard_size, cfg.n), chunk)]
+    ranges = [
+        (s, min(s + chunk, shard + shard_size, cfg.n))
+        for shard in range(0, cfg.n, shard_size)
+        for s in range(shard, min(shard + shard_size, cfg.n), chunk)
+    ]
     names, buffer, start_time = [], [], time.perf_counter()
 
     def flush():

@@ -1,0 +1,166 @@
+"""Tracklets of static people from per-frame 2D detections (MannequinChallenge-style videos).
+
+A video of people who hold still while the camera moves is a multi-view capture: every
+frame in which a person is tracked is another view of the same 3D pose. This module
+links detections across frames and turns each tracklet into one multi-view group.
+
+Detections file (either form; joints in the 17-joint Human3.6M order, pixels):
+
+- JSON: ``{"frames": [{"frame": 0, "image": "optional/path.jpg",
+  "people": [[[u, v, confidence] x 17], ...]}, ...]}``
+- npz: ``frame`` (D,) int and ``keypoints`` (D, 17, 3), one row per detection
+  (optionally ``image`` (D,) str).
+
+Rules (from the paper's MannequinChallenge recipe): a pose is dropped when more than
+half of its joints, or its neck or pelvis, have confidence below 0.5; poses are linked
+frame to frame by greedy matching on pose similarity; tracklets shorter than 5 frames
+are dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ws3d.skeleton import NECK, NUM_JOINTS, ROOT
+
+
+@dataclass
+class Tracklet:
+    """One person followed through a video: frame numbers and (17, 3) [u, v, confidence] poses."""
+
+    frames: list[int] = field(default_factory=list)
+    poses: list[np.ndarray] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)
+
+
+def _check_pose_array(poses: np.ndarray, where: str) -> np.ndarray:
+    poses = np.asarray(poses, np.float64)
+    if poses.ndim != 3 or poses.shape[1:] != (NUM_JOINTS, 3):
+        raise ValueError(f"{where}: expected poses of shape (people, {NUM_JOINTS}, 3), got {poses.shape}")
+    if not np.isfinite(poses).all():
+        raise ValueError(f"{where}: keypoints contain NaN or inf")
+    return poses
+
+
+def load_detections(path: str | os.PathLike) -> list[tuple[int, np.ndarray, str]]:
+    """Read a detections file. Returns [(frame, poses (P, 17, 3), image name or "")] sorted by frame."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    by_frame: dict[int, tuple[list, str]] = {}
+    if path.suffix == ".json":
+        try:
+            frames = json.loads(path.read_text())["frames"]
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise ValueError(f"{path}: not a detections JSON with a 'frames' list ({error})") from None
+        for k, entry in enumerate(frames):
+            people = entry.get("people") or np.zeros((0, NUM_JOINTS, 3))
+            try:
+                people = np.asarray(people, np.float64)
+            except ValueError:  # ragged lists
+                raise ValueError(f"{path}: frames[{k}].people is not a list of (17, 3) poses") from None
+            poses = _check_pose_array(people, f"{path}: frames[{k}].people")
+            by_frame[int(entry["frame"])] = (list(poses), str(entry.get("image", "")))
+    elif path.suffix == ".npz":
+        with np.load(path) as data:
+            for key in ("frame", "keypoints"):
+                if key not in data:
+                    raise ValueError(f"{path}: field {key!r} is missing")
+            frame = data["frame"].astype(np.int64)
+            poses = _check_pose_array(data["keypoints"], f"{path}: field 'keypoints'")
+            images = data["image"].astype(str) if "image" in data else np.full(len(frame), "")
+        if len(frame) != len(poses):
+            raise ValueError(f"{path}: field 'frame' has {len(frame)} rows but 'keypoints' has {len(poses)}")
+        for f, pose, image in zip(frame.tolist(), poses, images, strict=True):
+            by_frame.setdefault(f, ([], str(image)))[0].append(pose)
+    else:
+        raise ValueError(f"{path}: expected a .json or .npz detections file")
+    return [(f, np.asarray(p).reshape(-1, NUM_JOINTS, 3), image) for f, (p, image) in sorted(by_frame.items())]
+
+
+def keep_pose(pose: np.ndarray, threshold: float = 0.5) -> bool:
+    """False when more than half of the joints, or the neck or the pelvis, are below ``threshold``."""
+    conf = pose[:, 2]
+    return (conf < threshold).sum() <= NUM_JOINTS / 2 and conf[NECK] >= threshold and conf[ROOT] >= threshold
+
+
+def pose_distance(a: np.ndarray, b: np.ndarray, threshold: float = 0.5) -> float:
+    """Dissimilarity of two (17, 3) poses in torso lengths: pelvis displacement plus the mean
+    distance of the pelvis-centred joints both poses are confident about. The shape term
+    keeps two people apart where their paths cross."""
+    scale = 0.5 * (np.linalg.norm(a[NECK, :2] - a[ROOT, :2]) + np.linalg.norm(b[NECK, :2] - b[ROOT, :2]))
+    scale = max(scale, 1e-6)
+    both = (a[:, 2] >= threshold) & (b[:, 2] >= threshold)
+    shift = np.linalg.norm(a[ROOT, :2] - b[ROOT, :2]) / scale
+    shape = np.linalg.norm((a[both, :2] - a[ROOT, :2]) - (b[both, :2] - b[ROOT, :2]), axis=1).mean() / scale
+    return float(shift + shape)
+
+
+def build_tracklets(frames: list[tuple[int, np.ndarray, str]], min_length: int = 5, max_distance: float = 1.0,
+                    max_gap: int = 3, threshold: float = 0.5) -> list[Tracklet]:  # fmt: skip
+    """Link detections into tracklets.
+
+    Args:
+        frames: [(frame, poses (P, 17, 3), image)] in frame order (:func:`load_detections`).
+        min_length: tracklets with fewer frames are dropped.
+        max_distance: the largest :func:`pose_distance` that still links two poses.
+        max_gap: a tracklet survives this many frames without a detection (drop-outs).
+        threshold: confidence below which a joint counts as missing.
+
+    Greedy matching: in each frame, the (tracklet, pose) pair with the smallest distance
+    is linked first, then the next smallest among the rest, and so on; a pose left over
+    starts a new tracklet.
+    """
+    if min_length < 1:
+        raise ValueError(f"min_length must be at least 1, got {min_length}")
+    tracklets: list[Tracklet] = []
+    for frame, poses, image in frames:
+        kept = [p for p in poses if keep_pose(p, threshold)]
+        alive = [t for t in tracklets if 0 < frame - t.frames[-1] <= max_gap]
+        costs = sorted(
+            (pose_distance(t.poses[-1], p, threshold), ti, pi)
+            for ti, t in enumerate(alive)
+            for pi, p in enumerate(kept)
+        )
+        used_t, used_p = set(), set()
+        for cost, ti, pi in costs:
+            if cost > max_distance:
+                break
+            if ti in used_t or pi in used_p:
+                continue
+            used_t.add(ti)
+            used_p.add(pi)
+            alive[ti].frames.append(frame)
+            alive[ti].poses.append(kept[pi])
+            alive[ti].images.append(image)
+        for pi, p in enumerate(kept):
+            if pi not in used_p:
+                tracklets.append(Tracklet([frame], [p], [image]))
+    return [t for t in tracklets if len(t.frames) >= min_length]
+
+
+def save_tracklets(tracklets: list[Tracklet], out: str | os.PathLike, threshold: float = 0.5) -> dict[str, np.ndarray]:
+    """Write tracklets as multi-view samples: one group per tracklet, one view per frame.
+
+    The npz holds ``group`` (N,), ``frame`` (N,), ``image`` (N,) str, ``uv`` (N, 17, 2),
+    ``conf`` (N, 17) and ``vis`` (N, 17) uint8 (confidence >= threshold). Returns the arrays.
+    """
+    rows = [
+        (g, f, im, p) for g, t in enumerate(tracklets) for f, im, p in zip(t.frames, t.images, t.poses, strict=True)
+    ]
+    poses = np.stack([r[3] for r in rows]) if rows else np.zeros((0, NUM_JOINTS, 3))
+    arrays = {
+        "group": np.array([r[0] for r in rows], np.int64),
+        "frame": np.array([r[1] for r in rows], np.int64),
+        "image": np.array([r[2] for r in rows], dtype=str),
+        "uv": poses[..., :2].astype(np.float32),
+        "conf": poses[..., 2].astype(np.float32),
+        "vis": (poses[..., 2] >= threshold).astype(np.uint8),
+    }
+    np.savez(out, **arrays)
+    return arrays
