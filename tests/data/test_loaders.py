@@ -1,0 +1,248 @@
+"""Real-data loaders, each on small files written here in the data set's own format.
+
+The 3D poses and cameras come from the synthetic generator, so every loader can be
+checked against the truth: joints land in the right slots, K projects joints_cam onto
+uv, and R, t map one world pose into every view.
+"""
+
+import json
+import pickle
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+import scipy.io
+
+from ws3d.camera import project, world_to_camera
+from ws3d.data.h36m import MULTIVIEW_TO_WS3D, load_mmpose, load_multiview_labels
+from ws3d.data.mpi3dhp import TEST_TO_WS3D, TRAIN_TO_WS3D, load_test_sequence, load_train_sequence, read_calibration
+from ws3d.data.mpii import MPII_TO_WS3D, load_mpii
+from ws3d.data.poses import make_subject, sample_person
+from ws3d.data.records import RecordDataset
+from ws3d.data.rigs import sample_rig
+from ws3d.data.transforms import PoseTransform
+
+FRAMES, CAMERAS = 3, 4
+
+
+@pytest.fixture(scope="module")
+def scene():
+    """FRAMES people (17, 3) world mm and CAMERAS H36M-like cameras (K, R, t)."""
+    rng = np.random.default_rng(0)
+    world = np.stack([sample_person(make_subject(i), rng)[0] for i in range(FRAMES)])
+    K, R, t = sample_rig("h36m", CAMERAS, world[0], rng)
+    cams = world_to_camera(world[:, None], R[None], t[None])  # (F, C, 17, 3)
+    return world, K, R, t, cams
+
+
+def _check_geometry(records, tol=0.01):
+    uv = project(records["joints_cam"].astype(np.float64), records["K"].astype(np.float64))
+    assert np.abs(uv - records["uv"]).max() < tol
+
+
+def _write_mmpose(root, scene, part_shape=(17, 3)):
+    world, K, R, t, cams = scene
+    ids = ["54138969", "55011271", "58860488", "60457274"]
+    cameras = {}
+    for c, cam_id in enumerate(ids):  # MMPose: x_cam = R^T (X - T), T in metres
+        cameras[("S9", cam_id)] = {
+            "R": R[c].T, "T": (-R[c].T @ t[c] / 1000.0)[:, None], "f": K[c, [0, 1], [0, 1]][:, None],
+            "c": K[c, :2, 2][:, None], "k": np.zeros((3, 1)), "p": np.zeros((2, 1)),
+            "w": 1000, "h": 1000, "name": f"camera{c + 1}", "id": cam_id,
+        }  # fmt: skip
+    (root / "fps10").mkdir(parents=True)
+    with open(root / "cameras.pkl", "wb") as f:
+        pickle.dump(cameras, f)
+    names, parts, S = [], [], []
+    for f in range(FRAMES):
+        for c, cam_id in enumerate(ids):
+            names.append(f"S9/S9_Walking_1.{cam_id}/S9_Walking_1.{cam_id}_{5 * f + 1:06d}.jpg")
+            parts.append(np.concatenate([project(cams[f, c], K[c]), np.ones((17, 1))], 1))
+            S.append(np.concatenate([cams[f, c] / 1000.0, np.ones((17, 1))], 1))
+    parts = np.array(parts)[..., : part_shape[-1]].reshape(-1, *part_shape)
+    n = len(names)
+    np.savez(root / "fps10" / "h36m_test.npz", imgname=np.array(names), center=np.full((n, 2), 500.0),
+             scale=np.full(n, 3.0), part=parts, S=np.array(S))  # fmt: skip
+    return root / "fps10" / "h36m_test.npz"
+
+
+def test_h36m_mmpose(tmp_path, scene):
+    records = load_mmpose(_write_mmpose(tmp_path, scene))
+    world, K, R, t, cams = scene
+    assert len(records["image"]) == FRAMES * CAMERAS and records["side"][0] == 600.0
+    _check_geometry(records)
+    np.testing.assert_allclose(records["joints_cam"].reshape(FRAMES, CAMERAS, 17, 3), cams, atol=0.01)
+    assert records["group"].tolist() == np.repeat(np.arange(FRAMES), CAMERAS).tolist()
+    back = world_to_camera(world[records["group"]], records["R"].astype(np.float64), records["t"].astype(np.float64))
+    np.testing.assert_allclose(back, records["joints_cam"], atol=0.05)  # the extrinsics are world-to-camera
+
+
+def test_h36m_mmpose_errors(tmp_path, scene):
+    npz = _write_mmpose(tmp_path / "a", scene, part_shape=(17, 2))
+    with pytest.raises(ValueError, match=r"h36m_test.npz: field 'part' has shape \(12, 17, 2\), expected \(N, 17, 3\)"):
+        load_mmpose(npz)
+    npz = _write_mmpose(tmp_path / "b", scene)
+    with open(tmp_path / "b" / "cameras.pkl", "wb") as f:
+        pickle.dump({}, f)
+    with pytest.raises(ValueError, match=r"cameras.pkl: no camera \('S9', '54138969'\)"):
+        load_mmpose(npz)
+    (tmp_path / "b" / "cameras.pkl").unlink()
+    with pytest.raises(FileNotFoundError, match="cameras.pkl"):
+        load_mmpose(npz)
+
+
+def _write_multiview_labels(path, scene, bbox_cameras=CAMERAS):
+    world, K, R, t, _ = scene
+    cameras = np.empty((1, CAMERAS), dtype=[("R", np.float32, (3, 3)), ("t", np.float32, (3, 1)),
+                                            ("K", np.float32, (3, 3)), ("dist", np.float32, 5)])  # fmt: skip
+    for c in range(CAMERAS):
+        cameras[0, c] = (R[c], t[c][:, None], K[c], np.zeros(5))
+    table = np.empty(FRAMES, dtype=[("subject_idx", np.int8), ("action_idx", np.int8), ("frame_idx", np.int16),
+                                    ("keypoints", np.float32, (17, 3)),
+                                    ("bbox_by_camera_tlbr", np.int16, (bbox_cameras, 4))])  # fmt: skip
+    inverse = np.argsort(MULTIVIEW_TO_WS3D)  # ws3d -> that project's order
+    for f in range(FRAMES):
+        boxes = np.tile([100, 200, 700, 800], (bbox_cameras, 1))
+        if f == 1:
+            boxes[2] = 0  # a missing view
+        table[f] = (0, 0, 10 * f, world[f][inverse], boxes)
+    labels = {"subject_names": ["S9"], "camera_names": ["54138969", "55011271", "58860488", "60457274"],
+              "action_names": ["Walking-1"], "cameras": cameras, "table": table}  # fmt: skip
+    np.save(path, labels)
+    return path
+
+
+def test_h36m_multiview_labels(tmp_path, scene):
+    records = load_multiview_labels(_write_multiview_labels(tmp_path / "labels.npy", scene))
+    world, *_, cams = scene
+    assert len(records["image"]) == FRAMES * CAMERAS - 1  # the empty box drops one view
+    assert records["image"][0] == "S9/Walking-1/imageSequence/54138969/img_000001.jpg"
+    _check_geometry(records)
+    np.testing.assert_allclose(records["joints_cam"][0], cams[0, 0], atol=0.05)  # joints in ws3d slots
+    np.testing.assert_allclose(records["centre"][0], [500.0, 400.0])
+    assert records["group"].tolist() == [0] * 4 + [1] * 3 + [2] * 4
+
+
+def test_h36m_multiview_labels_inconsistent_camera_count(tmp_path, scene):
+    path = _write_multiview_labels(tmp_path / "labels.npy", scene, bbox_cameras=3)
+    with pytest.raises(ValueError, match="bbox_by_camera_tlbr' has 3 cameras but 'camera_names' lists 4"):
+        load_multiview_labels(path)
+
+
+def _write_3dhp_train(root, scene, calibration_cameras=CAMERAS):
+    world, K, R, t, cams = scene
+    folder = root / "S2" / "Seq1"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    annot2, annot3 = np.empty((CAMERAS, 1), object), np.empty((CAMERAS, 1), object)
+    for c in range(CAMERAS):
+        j28 = rng.normal(0, 100, (FRAMES, 28, 3)) + [0, 0, 4000]
+        j28[:, TRAIN_TO_WS3D] = cams[:, c]
+        annot3[c, 0] = j28.reshape(FRAMES, 84)
+        annot2[c, 0] = project(j28, K[c]).reshape(FRAMES, 56)
+    scipy.io.savemat(folder / "annot.mat", {"annot2": annot2, "annot3": annot3, "frames": np.arange(FRAMES)[:, None]})
+    lines = ["Skeletool Camera Calibration File V1.0"]
+    for c in range(calibration_cameras):
+        intrinsic, extrinsic = np.eye(4), np.eye(4)
+        intrinsic[:3, :3] = K[c]
+        extrinsic[:3, :3], extrinsic[:3, 3] = R[c], t[c]
+        lines += [f"name          {c}", "  sensor      10 10", "  size        2048 2048", "  animated    0",
+                  "  intrinsic   " + " ".join(f"{v:.10g}" for v in intrinsic.ravel()),
+                  "  extrinsic   " + " ".join(f"{v:.10g}" for v in extrinsic.ravel()), "  radial      0"]  # fmt: skip
+    (folder / "camera.calibration").write_text("\n".join(lines) + "\n")
+
+
+def test_3dhp_train(tmp_path, scene):
+    _write_3dhp_train(tmp_path, scene)
+    K, _ = read_calibration(tmp_path / "S2" / "Seq1" / "camera.calibration")
+    np.testing.assert_allclose(K, scene[1], rtol=1e-9)
+    records = load_train_sequence(tmp_path, 2, 1, every=2)
+    world, *_, cams = scene
+    assert len(records["image"]) == 2 * CAMERAS  # frames 0 and 2 of each camera
+    assert records["image"][1] == "S2/Seq1/imageFrames/video_0/frame_000003.jpg"
+    _check_geometry(records)
+    np.testing.assert_allclose(records["joints_cam"][1], cams[2, 0], atol=0.01)
+    back = world_to_camera(
+        world[2 * records["group"]], records["R"].astype(np.float64), records["t"].astype(np.float64)
+    )
+    np.testing.assert_allclose(back, records["joints_cam"], atol=0.05)
+
+
+def test_3dhp_train_inconsistent_camera_count(tmp_path, scene):
+    _write_3dhp_train(tmp_path, scene, calibration_cameras=3)
+    with pytest.raises(ValueError, match=r"annot.mat: inconsistent camera counts: .*camera.calibration 3"):
+        load_train_sequence(tmp_path, 2, 1)
+    with pytest.raises(FileNotFoundError, match="S5/Seq1/annot.mat"):
+        load_train_sequence(tmp_path, 5, 1)
+
+
+def _write_matlab_v73(path, arrays):
+    """An HDF5 file with MATLAB's 512-byte v7.3 header, as MATLAB's save -v7.3 writes it."""
+    with h5py.File(path, "w", userblock_size=512) as f:
+        for key, value in arrays.items():
+            f[key] = value
+    header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2018 HDF5 schema 1.00 ."
+    with open(path, "r+b") as f:
+        f.write(header.ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02IM")
+
+
+def test_3dhp_test_set(tmp_path, scene):
+    world, K, _, _, cams = scene
+    j17 = np.empty((FRAMES, 17, 3))
+    j17[:, TEST_TO_WS3D] = cams[:, 0]
+    folder = tmp_path / "TS3"
+    folder.mkdir()
+    _write_matlab_v73(folder / "annot_data.mat", {
+        "annot2": project(j17, K[0])[:, None], "annot3": j17[:, None], "univ_annot3": j17[:, None],
+        "valid_frame": np.array([[1.0], [0.0], [1.0]]),
+    })  # fmt: skip
+    records = load_test_sequence(tmp_path, 3)
+    assert records["image"].tolist() == ["TS3/imageSequence/img_000001.jpg", "TS3/imageSequence/img_000003.jpg"]
+    np.testing.assert_allclose(records["K"][0], K[0], rtol=1e-5, atol=1e-3)  # K fitted from annot3 -> annot2
+    np.testing.assert_allclose(records["joints_cam"], cams[[0, 2], 0], atol=0.01)
+    _check_geometry(records)
+
+
+def _mpii_entry(image, rng):
+    return {"image": image, "center": [81.0, 61.0], "scale": 0.4, "joints": rng.uniform(20, 100, (16, 2)).tolist(),
+            "joints_vis": [1] * 15 + [0]}  # fmt: skip
+
+
+def test_mpii(tmp_path):
+    rng = np.random.default_rng(0)
+    entries = [_mpii_entry("a.jpg", rng), _mpii_entry("b.jpg", rng)]
+    (tmp_path / "train.json").write_text(json.dumps(entries))
+    records = load_mpii(tmp_path / "train.json")
+    joints = np.array(entries[0]["joints"]) - 1
+    for j, m in enumerate(MPII_TO_WS3D):
+        if m is None:
+            assert records["vis"][0, j] == 0  # spine: MPII has none
+        else:
+            np.testing.assert_allclose(records["uv"][0, j], joints[m], rtol=1e-6)
+            assert records["vis"][0, j] == (m != 15)  # LWrist (MPII 15) unlabelled in this entry
+    np.testing.assert_allclose(records["centre"][0], [80.0, 60.0 + 15 * 0.4])
+    assert records["side"][0] == pytest.approx(200 * 1.25 * 0.4) and np.isnan(records["K"]).all()
+    # Read the images and crop through the training transform.
+    (tmp_path / "images").mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        cv2.imwrite(str(tmp_path / "images" / name), np.full((120, 160, 3), 128, np.uint8))
+    sample = RecordDataset(records, tmp_path)[0]
+    assert sample["image"].shape == (120, 160, 3)
+    out = PoseTransform(out_size=64, train=False)(sample)
+    expected = (records["uv"][0] - records["centre"][0]) * 64 / 100 + 31.5  # box centre -> crop centre
+    np.testing.assert_allclose(out["uv"].numpy(), expected, atol=1e-3)
+
+
+def test_mpii_errors(tmp_path):
+    bad = [{"image": "a.jpg", "center": [1, 1], "scale": 1.0, "joints": [[0, 0]] * 14, "joints_vis": [1] * 14}]
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match=r"bad.json: entry 0: joints \(14, 2\)"):
+        load_mpii(tmp_path / "bad.json")
+    (tmp_path / "bad.json").write_text(json.dumps([{"image": "a.jpg"}]))
+    with pytest.raises(ValueError, match="entry 0: field 'center' is missing"):
+        load_mpii(tmp_path / "bad.json")
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        load_mpii(tmp_path / "missing.json")
+    with pytest.raises(FileNotFoundError, match="images/zz.jpg"):
+        RecordDataset({"image": np.array(["images/zz.jpg"])}, tmp_path)[0]

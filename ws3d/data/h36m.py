@@ -1,0 +1,148 @@
+"""Human3.6M in its two common preprocessed forms.
+
+1. MMPose (``tools/dataset_converters/preprocess_h36m.py``): ``h36m_{train,test}.npz`` with
+   ``imgname`` (N,), ``center`` (N, 2), ``scale`` (N,) (box side / 200 px), ``part``
+   (N, 17, 3) pixels + visibility, ``S`` (N, 17, 4) camera coordinates in metres + 1;
+   and ``cameras.pkl``: {(subject, camera id): {"R", "T" (metres), "f", "c", "k", "p", ...}}
+   with x_cam = R^T (X - T). Joints are already in the 17-joint order.
+2. The multi-view labels .npy of learnable-triangulation
+   (``human36m-multiview-labels-GTbboxes.npy``): a dict with ``subject_names``,
+   ``camera_names``, ``action_names``, ``cameras`` (subjects x cameras; R, t (mm), K,
+   dist) and ``table`` (subject_idx, action_idx, frame_idx, ``keypoints`` (17, 3) world mm
+   in that project's MPII-like order, ``bbox_by_camera_tlbr`` (cameras, 4)).
+
+Both return the record sets of :mod:`ws3d.data.records`.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ws3d.camera import intrinsics, project, world_to_camera
+from ws3d.data.records import remap_joints, require, require_file
+
+# learnable-triangulation order: RAnkle, RKnee, RHip, LHip, LKnee, LAnkle, pelvis, spine,
+# thorax, head top, RWrist, RElbow, RShoulder, LShoulder, LElbow, LWrist, nose.
+MULTIVIEW_TO_WS3D = [6, 2, 1, 0, 3, 4, 5, 7, 8, 16, 9, 13, 14, 15, 12, 11, 10]
+_CAMERA_IN_NAME = re.compile(r"\.(\w+?)_\d+\.\w+$")  # ".../S1_Directions_1.54138969_000001.jpg"
+
+
+def load_mmpose(npz_path: str | os.PathLike, cameras_path: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
+    """Read an MMPose ``h36m_{split}.npz`` and its ``cameras.pkl``.
+
+    Args:
+        npz_path: the annotation file.
+        cameras_path: default: ``cameras.pkl`` next to the file or one directory up
+            (MMPose keeps it in ``annotation_body3d/`` and the npz in ``annotation_body3d/fps10/``).
+
+    Views of one frame (same subject, action and frame, different camera) share a
+    ``group``; R, t are the calibrated extrinsics (``extrinsics_known`` True).
+    """
+    npz_path = require_file(Path(npz_path))
+    if cameras_path is None:
+        near = [npz_path.parent / "cameras.pkl", npz_path.parent.parent / "cameras.pkl"]
+        cameras_path = next((p for p in near if p.is_file()), near[0])
+    cameras_path = require_file(Path(cameras_path))
+    with np.load(npz_path) as data:
+        require(data, {"imgname": (), "center": (2,), "scale": (), "part": (17, 3), "S": (17, 4)}, npz_path)
+        ann = {k: data[k] for k in ("imgname", "center", "scale", "part", "S")}
+    n = len(ann["imgname"])
+    for key in ("center", "scale", "part", "S"):
+        if len(ann[key]) != n:
+            raise ValueError(f"{npz_path}: field {key!r} has {len(ann[key])} rows but 'imgname' has {n}")
+    with open(cameras_path, "rb") as f:
+        cameras = pickle.load(f)
+    K, R, t, groups = np.zeros((n, 3, 3)), np.zeros((n, 3, 3)), np.zeros((n, 3)), {}
+    group = np.zeros(n, np.int64)
+    for i, name in enumerate(ann["imgname"].astype(str)):
+        match = _CAMERA_IN_NAME.search(name)
+        if match is None:
+            raise ValueError(
+                f"{npz_path}: imgname[{i}] = {name!r} does not name a camera ('<seq>.<camera>_<frame>.jpg')"
+            )
+        key = (name.split("/")[0], match.group(1))
+        if key not in cameras:
+            raise ValueError(f"{cameras_path}: no camera {key} (needed by imgname[{i}] = {name!r})")
+        cam = cameras[key]
+        f, c = np.asarray(cam["f"], np.float64).ravel(), np.asarray(cam["c"], np.float64).ravel()
+        K[i] = intrinsics(f[0], f[1], c[0], c[1])
+        R_world = np.asarray(cam["R"], np.float64)
+        R[i] = R_world.T
+        t[i] = -R_world.T @ (np.asarray(cam["T"], np.float64).ravel() * 1000.0)
+        frame_key = name.replace(f".{match.group(1)}", "").rsplit("/", 1)[-1]
+        group[i] = groups.setdefault(frame_key, len(groups))
+    return {
+        "image": ann["imgname"].astype(str),
+        "uv": ann["part"][..., :2].astype(np.float32),
+        "vis": (ann["part"][..., 2] > 0).astype(np.uint8),
+        "centre": ann["center"].astype(np.float32),
+        "side": (ann["scale"] * 200.0).astype(np.float32),
+        "K": K.astype(np.float32),
+        "joints_cam": (ann["S"][..., :3] * 1000.0).astype(np.float32),
+        "group": group,
+        "R": R.astype(np.float32),
+        "t": t.astype(np.float32),
+        "extrinsics_known": np.ones(n, bool),
+    }
+
+
+def load_multiview_labels(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read learnable-triangulation's Human3.6M multi-view labels (.npy).
+
+    One group per table row; one view per camera with a non-empty box. Image paths follow
+    that project's layout ``S1/Directions-1/imageSequence/54138969/img_000001.jpg``. uv is
+    the pinhole projection (the labels' ``dist`` is ignored: use undistorted images).
+    """
+    path = require_file(Path(path))
+    try:
+        labels = np.load(path, allow_pickle=True).item()
+    except (ValueError, OSError, AttributeError) as error:
+        raise ValueError(f"{path}: not a multi-view labels .npy dict ({error})") from None
+    for key in ("subject_names", "camera_names", "action_names", "cameras", "table"):
+        if key not in labels:
+            raise ValueError(f"{path}: field {key!r} is missing")
+    subjects, camera_names, actions = labels["subject_names"], labels["camera_names"], labels["action_names"]
+    cameras, table = labels["cameras"], labels["table"]
+    if cameras.shape != (len(subjects), len(camera_names)):
+        raise ValueError(
+            f"{path}: field 'cameras' has shape {cameras.shape}, expected (subjects, cameras) = "
+            f"({len(subjects)}, {len(camera_names)})"
+        )
+    require({n: table[n] for n in table.dtype.names}, {"keypoints": (17, 3), "bbox_by_camera_tlbr": (None, 4)}, path)
+    if table["bbox_by_camera_tlbr"].shape[1] != len(camera_names):
+        raise ValueError(
+            f"{path}: field 'table.bbox_by_camera_tlbr' has {table['bbox_by_camera_tlbr'].shape[1]} cameras "
+            f"but 'camera_names' lists {len(camera_names)}"
+        )
+    rows = {k: [] for k in ("image", "uv", "centre", "side", "K", "joints_cam", "group", "R", "t")}
+    for g, shot in enumerate(table):
+        world, _ = remap_joints(shot["keypoints"].astype(np.float64), MULTIVIEW_TO_WS3D)
+        for c, camera in enumerate(camera_names):
+            top, left, bottom, right = shot["bbox_by_camera_tlbr"][c].astype(np.float64)
+            if bottom - top <= 0:  # that project's convention for a missing view
+                continue
+            cam = cameras[shot["subject_idx"], c]
+            R, t, K = cam["R"].astype(np.float64), cam["t"].astype(np.float64).ravel(), cam["K"].astype(np.float64)
+            joints_cam = world_to_camera(world, R, t)
+            subject, action = subjects[shot["subject_idx"]], actions[shot["action_idx"]]
+            rows["image"].append(f"{subject}/{action}/imageSequence/{camera}/img_{int(shot['frame_idx']) + 1:06d}.jpg")
+            rows["uv"].append(project(joints_cam, K))
+            rows["centre"].append([(left + right) / 2, (top + bottom) / 2])
+            rows["side"].append(max(right - left, bottom - top))
+            rows["K"].append(K)
+            rows["joints_cam"].append(joints_cam)
+            rows["group"].append(g)
+            rows["R"].append(R)
+            rows["t"].append(t)
+    n = len(rows["image"])
+    out = {k: np.asarray(v) for k, v in rows.items()}
+    for key in ("uv", "centre", "side", "K", "joints_cam", "R", "t"):
+        out[key] = out[key].astype(np.float32).reshape((n,) + out[key].shape[1:])
+    out["vis"] = np.ones((n, 17), np.uint8)
+    out["extrinsics_known"] = np.ones(n, bool)
+    return out

@@ -1,0 +1,159 @@
+"""MPI-INF-3DHP: the training sequences and the test set, in the files the data set ships.
+
+Training: ``S{s}/Seq{q}/annot.mat`` (MATLAB v5) with cells ``annot2`` (cameras x 1, each
+(F, 56): 28 joints x (u, v)) and ``annot3`` (each (F, 84): 28 joints x (x, y, z) mm,
+camera coordinates), plus ``S{s}/Seq{q}/camera.calibration``, a text file with one block
+per camera (``name``, ``sensor``, ``size``, ``animated``, ``intrinsic`` 4x4,
+``extrinsic`` 4x4 world-to-camera in mm, ``radial``). Frames are expected as
+``S{s}/Seq{q}/imageFrames/video_{c}/frame_{f+1:06d}.jpg``.
+
+Test: ``TS{k}/annot_data.mat`` (MATLAB v7.3, i.e. HDF5) with ``annot2`` (F, 1, 17, 2),
+``annot3`` (F, 1, 17, 3) mm and ``valid_frame`` (F, 1), joints in the 17-joint test order;
+images ``TS{k}/imageSequence/img_{f+1:06d}.jpg``. The test files carry no intrinsics;
+K is fitted by least squares to the annot3 -> annot2 projection of each sequence.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+
+from ws3d.camera import intrinsics
+from ws3d.data.records import box_of, remap_joints, require_file
+
+# 28-joint order index of each ws3d joint: pelvis, RHip, RKnee, RAnkle, LHip, LKnee,
+# LAnkle, spine, neck (thorax), head (neck top), head top, LShoulder, LElbow, LWrist,
+# RShoulder, RElbow, RWrist.
+TRAIN_TO_WS3D = [4, 23, 24, 25, 18, 19, 20, 3, 5, 6, 7, 9, 10, 11, 14, 15, 16]
+# 17-joint test order: head top, neck, RShoulder, RElbow, RWrist, LShoulder, LElbow,
+# LWrist, RHip, RKnee, RAnkle, LHip, LKnee, LAnkle, pelvis, spine, head.
+TEST_TO_WS3D = [14, 8, 9, 10, 11, 12, 13, 15, 1, 16, 0, 5, 6, 7, 2, 3, 4]
+
+
+def read_calibration(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Parse ``camera.calibration``. Returns intrinsics (C, 3, 3) and extrinsics (C, 4, 4) (mm)."""
+    path = require_file(Path(path))
+    cameras, current = [], None
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        key, *values = line.split()
+        if key == "name":
+            current = {}
+            cameras.append(current)
+        elif key in ("intrinsic", "extrinsic"):
+            if current is None or len(values) != 16:
+                raise ValueError(f"{path}:{number}: {key} needs 16 numbers inside a 'name' block")
+            current[key] = np.array(values, np.float64).reshape(4, 4)
+    for c, cam in enumerate(cameras):
+        for key in ("intrinsic", "extrinsic"):
+            if key not in cam:
+                raise ValueError(f"{path}: camera {c} has no {key!r} line")
+    if not cameras:
+        raise ValueError(f"{path}: no camera blocks ('name' lines)")
+    return np.stack([c["intrinsic"][:3, :3] for c in cameras]), np.stack([c["extrinsic"] for c in cameras])
+
+
+def load_train_sequence(root: str | os.PathLike, subject: int, sequence: int, cameras: list[int] | None = None,
+                        every: int = 10) -> dict[str, np.ndarray]:  # fmt: skip
+    """One training sequence as a multi-view record set (one group per frame).
+
+    Args:
+        root: the data set root (holding ``S1`` ... ``S8``).
+        subject, sequence: e.g. 1, 1 for ``S1/Seq1``.
+        cameras: camera indices to use (default: all in the files).
+        every: keep every n-th frame (consecutive frames are nearly identical).
+    """
+    folder = Path(root) / f"S{subject}" / f"Seq{sequence}"
+    annot_path = require_file(folder / "annot.mat")
+    K_all, E_all = read_calibration(folder / "camera.calibration")
+    mat = scipy.io.loadmat(annot_path)
+    for key in ("annot2", "annot3"):
+        if key not in mat:
+            raise ValueError(f"{annot_path}: field {key!r} is missing")
+    annot2, annot3 = mat["annot2"].ravel(), mat["annot3"].ravel()
+    if not len(annot2) == len(annot3) == len(K_all):
+        raise ValueError(
+            f"{annot_path}: inconsistent camera counts: annot2 has {len(annot2)}, annot3 {len(annot3)}, "
+            f"and {folder / 'camera.calibration'} {len(K_all)}"
+        )
+    cameras = list(range(len(K_all))) if cameras is None else cameras
+    rows = {k: [] for k in ("image", "uv", "K", "joints_cam", "group", "R", "t", "frame")}
+    for c in cameras:
+        if not 0 <= c < len(K_all):
+            raise ValueError(f"{annot_path}: camera {c} requested, the sequence has {len(K_all)}")
+        a2, a3 = np.asarray(annot2[c], np.float64), np.asarray(annot3[c], np.float64)
+        if a2.ndim != 2 or a2.shape[1] != 56 or a3.shape != (len(a2), 84):
+            raise ValueError(
+                f"{annot_path}: camera {c}: annot2 {a2.shape} / annot3 {a3.shape}, expected (F, 56) / (F, 84)"
+            )
+        frames = np.arange(0, len(a2), every)
+        uv, _ = remap_joints(a2[frames].reshape(-1, 28, 2), TRAIN_TO_WS3D)
+        joints, _ = remap_joints(a3[frames].reshape(-1, 28, 3), TRAIN_TO_WS3D)
+        rows["image"] += [f"S{subject}/Seq{sequence}/imageFrames/video_{c}/frame_{f + 1:06d}.jpg" for f in frames]
+        rows["uv"].append(uv)
+        rows["joints_cam"].append(joints)
+        rows["K"].append(np.broadcast_to(K_all[c], (len(frames), 3, 3)))
+        rows["R"].append(np.broadcast_to(E_all[c, :3, :3], (len(frames), 3, 3)))
+        rows["t"].append(np.broadcast_to(E_all[c, :3, 3], (len(frames), 3)))
+        rows["frame"].append(frames)
+    out = {"image": np.array(rows["image"], dtype=str)}
+    for key in ("uv", "K", "joints_cam", "R", "t"):
+        out[key] = np.concatenate(rows[key]).astype(np.float32)
+    frame = np.concatenate(rows["frame"])
+    out["group"] = np.unique(frame, return_inverse=True)[1].astype(np.int64)
+    out["vis"] = np.ones(out["uv"].shape[:2], np.uint8)
+    out["centre"], out["side"] = box_of(out["uv"], out["vis"])
+    out["extrinsics_known"] = np.ones(len(frame), bool)
+    return out
+
+
+def _read_test_mat(path: Path) -> dict[str, np.ndarray]:
+    """annot_data.mat is MATLAB v7.3 (HDF5): h5py reads it with the axes reversed."""
+    try:
+        mat = scipy.io.loadmat(path)
+        return {k: np.asarray(v).T for k, v in mat.items() if not k.startswith("__")}  # v5: MATLAB's axis order
+    except NotImplementedError:  # v7.3
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            return {k: np.asarray(f[k]) for k in f.keys() if isinstance(f[k], h5py.Dataset)}
+
+
+def fit_intrinsics(points: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Least-squares pinhole K (fx, fy, cx, cy) from camera points (N, 3) and their pixels (N, 2)."""
+    x, y = points[:, 0] / points[:, 2], points[:, 1] / points[:, 2]
+    (fx, cx), *_ = np.linalg.lstsq(np.stack([x, np.ones_like(x)], 1), uv[:, 0], rcond=None)
+    (fy, cy), *_ = np.linalg.lstsq(np.stack([y, np.ones_like(y)], 1), uv[:, 1], rcond=None)
+    return intrinsics(fx, fy, cx, cy)
+
+
+def load_test_sequence(root: str | os.PathLike, sequence: int) -> dict[str, np.ndarray]:
+    """Test sequence ``TS{sequence}``: its valid frames as a single-view record set."""
+    path = require_file(Path(root) / f"TS{sequence}" / "annot_data.mat")
+    mat = _read_test_mat(path)
+    for key in ("annot2", "annot3", "valid_frame"):
+        if key not in mat:
+            raise ValueError(f"{path}: field {key!r} is missing")
+    annot2, annot3 = mat["annot2"].reshape(-1, 17, 2), mat["annot3"].reshape(-1, 17, 3)
+    valid = mat["valid_frame"].ravel().astype(bool)
+    if not len(annot2) == len(annot3) == len(valid):
+        raise ValueError(
+            f"{path}: annot2, annot3 and valid_frame list {len(annot2)}, {len(annot3)}, {len(valid)} frames"
+        )
+    frames = np.flatnonzero(valid)
+    uv, _ = remap_joints(annot2[frames].astype(np.float64), TEST_TO_WS3D)
+    joints, _ = remap_joints(annot3[frames].astype(np.float64), TEST_TO_WS3D)
+    K = fit_intrinsics(joints.reshape(-1, 3), uv.reshape(-1, 2))
+    vis = np.ones(uv.shape[:2], np.uint8)
+    centre, side = box_of(uv, vis)
+    return {
+        "image": np.array([f"TS{sequence}/imageSequence/img_{f + 1:06d}.jpg" for f in frames], dtype=str),
+        "uv": uv.astype(np.float32),
+        "vis": vis,
+        "centre": centre,
+        "side": side,
+        "K": np.broadcast_to(K, (len(frames), 3, 3)).astype(np.float32),
+        "joints_cam": joints.astype(np.float32),
+    }

@@ -1,0 +1,65 @@
+"""MPII Human Pose in the HRNet JSON form (``annot/{train,valid}.json``).
+
+Each entry: ``image`` (file name under ``images/``), ``center`` [x, y], ``scale`` (box
+height / 200 px), ``joints`` (16, 2) and ``joints_vis`` (16,), in MATLAB's 1-based pixels.
+Like HRNet's loader, ws3d converts to 0-based pixels, moves the centre 15 * scale px down
+and enlarges the box by 1.25 so limbs are not cut off. MPII has no spine joint (masked),
+no 3D and no intrinsics (NaN).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ws3d.data.records import remap_joints, require_file
+from ws3d.skeleton import NUM_JOINTS
+
+# MPII order: 0 RAnkle, 1 RKnee, 2 RHip, 3 LHip, 4 LKnee, 5 LAnkle, 6 pelvis, 7 thorax,
+# 8 upper neck, 9 head top, 10 RWrist, 11 RElbow, 12 RShoulder, 13 LShoulder, 14 LElbow,
+# 15 LWrist. The upper neck stands in for Human3.6M's neck-top/nose joint.
+MPII_TO_WS3D = [6, 2, 1, 0, 3, 4, 5, None, 7, 8, 9, 13, 14, 15, 12, 11, 10]
+
+
+def load_mpii(json_path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read an HRNet-style MPII annotation JSON into a record set (images under ``images/``)."""
+    path = require_file(Path(json_path))
+    try:
+        entries = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(entries, list):
+        raise ValueError(f"{path}: expected a list of annotations")
+    n = len(entries)
+    uv, vis = np.zeros((n, NUM_JOINTS, 2)), np.zeros((n, NUM_JOINTS), np.uint8)
+    centre, side, images = np.zeros((n, 2)), np.zeros(n), []
+    for i, entry in enumerate(entries):
+        for key in ("image", "center", "scale", "joints", "joints_vis"):
+            if key not in entry:
+                raise ValueError(f"{path}: entry {i}: field {key!r} is missing")
+        joints, joints_vis = np.asarray(entry["joints"], np.float64), np.asarray(entry["joints_vis"], np.float64)
+        if joints.shape != (16, 2) or joints_vis.shape != (16,):
+            raise ValueError(
+                f"{path}: entry {i}: joints {joints.shape} / joints_vis {joints_vis.shape}, expected (16, 2) / (16,)"
+            )
+        mapped, mask = remap_joints(joints - 1.0, MPII_TO_WS3D)
+        mapped_vis, _ = remap_joints(joints_vis[:, None], MPII_TO_WS3D)
+        uv[i] = np.nan_to_num(mapped, nan=0.0)
+        vis[i] = (mask & (np.nan_to_num(mapped_vis[:, 0]) > 0)).astype(np.uint8)
+        scale = float(entry["scale"])
+        c = np.asarray(entry["center"], np.float64) - 1.0
+        c[1] += 15.0 * scale
+        centre[i], side[i] = c, 200.0 * 1.25 * scale
+        images.append(f"images/{entry['image']}")
+    return {
+        "image": np.array(images, dtype=str),
+        "uv": uv.astype(np.float32),
+        "vis": vis,
+        "centre": centre.astype(np.float32),
+        "side": side.astype(np.float32),
+        "K": np.full((n, 3, 3), np.nan, np.float32),
+        "joints_cam": np.full((n, NUM_JOINTS, 3), np.nan, np.float32),
+    }

@@ -1,0 +1,90 @@
+"""The common form every real-data loader returns, and the dataset that reads its images.
+
+A record set is a dict of numpy arrays with N rows (J = 17, Human3.6M order):
+
+- ``image`` (N,) str, paths relative to the data set root;
+- ``uv`` (N, J, 2) full-image pixels and ``vis`` (N, J) uint8 (0 for joints the data
+  set lacks or does not label);
+- ``centre`` (N, 2) and ``side`` (N,): the square person box in pixels;
+- ``K`` (N, 3, 3) intrinsics, NaN where unknown (MPII);
+- ``joints_cam`` (N, J, 3) mm, camera coordinates, NaN where unknown;
+- multi-view sets add ``group`` (N,), ``R`` (N, 3, 3), ``t`` (N, 3) world-to-camera
+  (mm) and ``extrinsics_known`` (N,).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ws3d.data.transforms import person_box
+from ws3d.skeleton import NUM_JOINTS
+
+
+def remap_joints(values: np.ndarray, source_index: list[int | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Reorder (..., J_src, D) values into the 17-joint order.
+
+    source_index[j] is the source joint for ws3d joint j, or None when the source lacks
+    it. Returns (values (..., 17, D) with NaN for missing joints, mask (17,) bool).
+    """
+    if len(source_index) != NUM_JOINTS:
+        raise ValueError(f"a joint map needs {NUM_JOINTS} entries, got {len(source_index)}")
+    out = np.full(values.shape[:-2] + (NUM_JOINTS, values.shape[-1]), np.nan)
+    mask = np.array([s is not None for s in source_index])
+    out[..., mask, :] = values[..., [s for s in source_index if s is not None], :]
+    return out, mask
+
+
+def box_of(uv: np.ndarray, vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Person boxes of many poses: uv (N, J, 2), vis (N, J) -> centre (N, 2), side (N,) float32."""
+    boxes = [person_box(u, v) for u, v in zip(uv, vis, strict=True)]
+    return np.array([c for c, _ in boxes], np.float32).reshape(-1, 2), np.array([s for _, s in boxes], np.float32)
+
+
+def require(arrays, fields: dict[str, tuple], where: str | os.PathLike) -> None:
+    """Check that ``arrays`` (dict or npz) has each field with the given trailing shape.
+
+    fields: name -> trailing shape (None in a slot matches any size). Raises ValueError
+    naming the file and the field.
+    """
+    for name, tail in fields.items():
+        if name not in arrays:
+            raise ValueError(f"{where}: field {name!r} is missing")
+        shape = np.shape(arrays[name])
+        ok = len(shape) == len(tail) + 1 and all(t is None or s == t for s, t in zip(shape[1:], tail, strict=True))
+        if not ok:
+            want = "(N" + "".join(f", {'*' if t is None else t}" for t in tail) + ")"
+            raise ValueError(f"{where}: field {name!r} has shape {shape}, expected {want}")
+
+
+def require_file(path: Path) -> Path:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    return path
+
+
+class RecordDataset(torch.utils.data.Dataset):
+    """Samples of a record set: reads ``root / image`` (RGB) and returns the record's fields.
+
+    Items are dicts like the synthetic ones plus ``centre`` / ``side``, so
+    :class:`ws3d.data.transforms.PoseTransform` cuts the person-centred crop.
+    """
+
+    def __init__(self, records: dict[str, np.ndarray], root: str | os.PathLike):
+        self.records, self.root = records, Path(root)
+
+    def __len__(self) -> int:
+        return len(self.records["image"])
+
+    def __getitem__(self, i: int) -> dict:
+        path = self.root / str(self.records["image"][i])
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise FileNotFoundError(f"{path}: missing or not an image")
+        sample = {k: v[i] for k, v in self.records.items() if k != "image"}
+        sample["image"] = np.ascontiguousarray(image[..., ::-1])
+        return sample
