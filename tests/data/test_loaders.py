@@ -17,11 +17,12 @@ import scipy.io
 from ws3d.camera import project, world_to_camera
 from ws3d.data.h36m import MULTIVIEW_TO_WS3D, load_mmpose, load_multiview_labels
 from ws3d.data.mpi3dhp import TEST_TO_WS3D, TRAIN_TO_WS3D, load_test_sequence, load_train_sequence, read_calibration
-from ws3d.data.mpii import MPII_TO_WS3D, load_mpii
+from ws3d.data.mpii import MPII_JOINTS, MPII_TO_WS3D, load_mpii
 from ws3d.data.poses import make_subject, sample_person
-from ws3d.data.records import RecordDataset
+from ws3d.data.records import RecordDataset, joint_map
 from ws3d.data.rigs import sample_rig
 from ws3d.data.transforms import PoseTransform
+from ws3d.skeleton import JOINTS
 
 FRAMES, CAMERAS = 3, 4
 
@@ -246,3 +247,11 @@ def test_mpii_errors(tmp_path):
         load_mpii(tmp_path / "missing.json")
     with pytest.raises(FileNotFoundError, match="images/zz.jpg"):
         RecordDataset({"image": np.array(["images/zz.jpg"])}, tmp_path)[0]
+
+
+def test_joint_maps_are_built_by_name_and_lose_nothing():
+    assert joint_map(JOINTS) == list(range(17))
+    assert sorted(MULTIVIEW_TO_WS3D) == list(range(17)) and sorted(TEST_TO_WS3D) == list(range(17))
+    assert len(set(TRAIN_TO_WS3D)) == 17 and None not in TRAIN_TO_WS3D  # 17 of 3DHP's 28 joints
+    assert MPII_TO_WS3D.count(None) == 1 and MPII_TO_WS3D[JOINTS.index("spine")] is None
+    assert MPII_JOINTS[MPII_TO_WS3D[JOINTS.index("l_wrist")]] == "l_wrist"

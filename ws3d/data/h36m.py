@@ -24,11 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from ws3d.camera import intrinsics, project, world_to_camera
-from ws3d.data.records import remap_joints, require, require_file
+from ws3d.data.records import joint_map, remap_joints, require, require_file
 
-# learnable-triangulation order: RAnkle, RKnee, RHip, LHip, LKnee, LAnkle, pelvis, spine,
-# thorax, head top, RWrist, RElbow, RShoulder, LShoulder, LElbow, LWrist, nose.
-MULTIVIEW_TO_WS3D = [6, 2, 1, 0, 3, 4, 5, 7, 8, 16, 9, 13, 14, 15, 12, 11, 10]
+# learnable-triangulation's joint order (ws3d names: "neck" is the thorax, "head" the head top).
+MULTIVIEW_JOINTS = (
+    "r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "pelvis", "spine", "neck", "head",
+    "r_wrist", "r_elbow", "r_shoulder", "l_shoulder", "l_elbow", "l_wrist", "nose",
+)  # fmt: skip
+MULTIVIEW_TO_WS3D = joint_map(MULTIVIEW_JOINTS)
 _CAMERA_IN_NAME = re.compile(r"\.(\w+?)_\d+\.\w+$")  # ".../S1_Directions_1.54138969_000001.jpg"
 
 

@@ -22,15 +22,22 @@ import numpy as np
 import scipy.io
 
 from ws3d.camera import intrinsics
-from ws3d.data.records import box_of, remap_joints, require_file
+from ws3d.data.records import box_of, joint_map, remap_joints, require_file
 
-# 28-joint order index of each ws3d joint: pelvis, RHip, RKnee, RAnkle, LHip, LKnee,
-# LAnkle, spine, neck (thorax), head (neck top), head top, LShoulder, LElbow, LWrist,
-# RShoulder, RElbow, RWrist.
-TRAIN_TO_WS3D = [4, 23, 24, 25, 18, 19, 20, 3, 5, 6, 7, 9, 10, 11, 14, 15, 16]
-# 17-joint test order: head top, neck, RShoulder, RElbow, RWrist, LShoulder, LElbow,
-# LWrist, RHip, RKnee, RAnkle, LHip, LKnee, LAnkle, pelvis, spine, head.
-TEST_TO_WS3D = [14, 8, 9, 10, 11, 12, 13, 15, 1, 16, 0, 5, 6, 7, 2, 3, 4]
+# The 28 training joints in ws3d names: 3DHP's "spine (H36M)" is "spine", its "neck" the
+# thorax ("neck"), its "head" Human3.6M's neck-top/nose joint ("nose"), its "head_top" "head".
+TRAIN_JOINTS = (
+    "spine3", "spine4", "spine2", "spine", "pelvis", "neck", "nose", "head",
+    "l_clavicle", "l_shoulder", "l_elbow", "l_wrist", "l_hand", "r_clavicle", "r_shoulder", "r_elbow", "r_wrist",
+    "r_hand", "l_hip", "l_knee", "l_ankle", "l_foot", "l_toe", "r_hip", "r_knee", "r_ankle", "r_foot", "r_toe",
+)  # fmt: skip
+# The 17 test joints, same names.
+TEST_JOINTS = (
+    "head", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow", "l_wrist",
+    "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle", "pelvis", "spine", "nose",
+)  # fmt: skip
+TRAIN_TO_WS3D = joint_map(TRAIN_JOINTS)
+TEST_TO_WS3D = joint_map(TEST_JOINTS)
 
 
 def read_calibration(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:

@@ -15,13 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ws3d.data.records import remap_joints, require_file
+from ws3d.data.records import joint_map, remap_joints, require_file
 from ws3d.skeleton import NUM_JOINTS
 
-# MPII order: 0 RAnkle, 1 RKnee, 2 RHip, 3 LHip, 4 LKnee, 5 LAnkle, 6 pelvis, 7 thorax,
-# 8 upper neck, 9 head top, 10 RWrist, 11 RElbow, 12 RShoulder, 13 LShoulder, 14 LElbow,
-# 15 LWrist. The upper neck stands in for Human3.6M's neck-top/nose joint.
-MPII_TO_WS3D = [6, 2, 1, 0, 3, 4, 5, None, 7, 8, 9, 13, 14, 15, 12, 11, 10]
+# MPII's joint order in ws3d names: thorax is "neck", the upper neck stands in for
+# Human3.6M's neck-top/nose joint ("nose"), the head top is "head"; there is no spine.
+MPII_JOINTS = (
+    "r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "pelvis", "neck", "nose", "head",
+    "r_wrist", "r_elbow", "r_shoulder", "l_shoulder", "l_elbow", "l_wrist",
+)  # fmt: skip
+MPII_TO_WS3D = joint_map(MPII_JOINTS)
 
 
 def load_mpii(json_path: str | os.PathLike) -> dict[str, np.ndarray]:

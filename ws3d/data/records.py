@@ -22,7 +22,13 @@ import numpy as np
 import torch
 
 from ws3d.data.transforms import person_box
-from ws3d.skeleton import NUM_JOINTS
+from ws3d.skeleton import JOINTS, NUM_JOINTS
+
+
+def joint_map(source_names: tuple[str, ...]) -> list[int | None]:
+    """For each ws3d joint, its index in a data set's joint list (named in ws3d's
+    vocabulary, ``ws3d.skeleton.JOINTS``), or None where the data set lacks it."""
+    return [source_names.index(name) if name in source_names else None for name in JOINTS]
 
 
 def remap_joints(values: np.ndarray, source_index: list[int | None]) -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,7 @@ def body_parts(joints: np.ndarray, subject: Subject) -> list[tuple[np.ndarray, n
     joints: (17, 3) in any metric frame (world or camera), mm.
     """
     j = joints
-    left, up, forward = body_axes(j)
+    _, up, forward = body_axes(j)
     head_up = j[10] - j[8]
     head_up = head_up / np.linalg.norm(head_up)
     face = np.cross(j[11] - j[14], head_up)
