@@ -106,9 +106,7 @@ def load_multiview_labels(path: str | os.PathLike) -> dict[str, np.ndarray]:
         labels = np.load(path, allow_pickle=True).item()
     except (ValueError, OSError, AttributeError) as error:
         raise ValueError(f"{path}: not a multi-view labels .npy dict ({error})") from None
-    for key in ("subject_names", "camera_names", "action_names", "cameras", "table"):
-        if key not in labels:
-            raise ValueError(f"{path}: field {key!r} is missing")
+    require(labels, dict.fromkeys(("subject_names", "camera_names", "action_names", "cameras", "table")), path)
     subjects, camera_names, actions = labels["subject_names"], labels["camera_names"], labels["action_names"]
     cameras, table = labels["cameras"], labels["table"]
     if cameras.shape != (len(subjects), len(camera_names)):

@@ -22,7 +22,7 @@ import numpy as np
 import scipy.io
 
 from ws3d.camera import intrinsics
-from ws3d.data.records import box_of, joint_map, remap_joints, require_file
+from ws3d.data.records import box_of, joint_map, remap_joints, require, require_file
 
 # The 28 training joints in ws3d names: 3DHP's "spine (H36M)" is "spine", its "neck" the
 # thorax ("neck"), its "head" Human3.6M's neck-top/nose joint ("nose"), its "head_top" "head".
@@ -76,9 +76,7 @@ def load_train_sequence(root: str | os.PathLike, subject: int, sequence: int, ca
     annot_path = require_file(folder / "annot.mat")
     K_all, E_all = read_calibration(folder / "camera.calibration")
     mat = scipy.io.loadmat(annot_path)
-    for key in ("annot2", "annot3"):
-        if key not in mat:
-            raise ValueError(f"{annot_path}: field {key!r} is missing")
+    require(mat, {"annot2": None, "annot3": None}, annot_path)
     annot2, annot3 = mat["annot2"].ravel(), mat["annot3"].ravel()
     if not len(annot2) == len(annot3) == len(K_all):
         raise ValueError(
@@ -86,7 +84,7 @@ def load_train_sequence(root: str | os.PathLike, subject: int, sequence: int, ca
             f"and {folder / 'camera.calibration'} {len(K_all)}"
         )
     cameras = list(range(len(K_all))) if cameras is None else cameras
-    rows = {k: [] for k in ("image", "uv", "K", "joints_cam", "group", "R", "t", "frame")}
+    rows = {k: [] for k in ("image", "uv", "K", "joints_cam", "R", "t", "frame")}
     for c in cameras:
         if not 0 <= c < len(K_all):
             raise ValueError(f"{annot_path}: camera {c} requested, the sequence has {len(K_all)}")
@@ -140,9 +138,7 @@ def load_test_sequence(root: str | os.PathLike, sequence: int) -> dict[str, np.n
     """Test sequence ``TS{sequence}``: its valid frames as a single-view record set."""
     path = require_file(Path(root) / f"TS{sequence}" / "annot_data.mat")
     mat = _read_test_mat(path)
-    for key in ("annot2", "annot3", "valid_frame"):
-        if key not in mat:
-            raise ValueError(f"{path}: field {key!r} is missing")
+    require(mat, {"annot2": None, "annot3": None, "valid_frame": None}, path)
     annot2, annot3 = mat["annot2"].reshape(-1, 17, 2), mat["annot3"].reshape(-1, 17, 3)
     valid = mat["valid_frame"].ravel().astype(bool)
     if not len(annot2) == len(annot3) == len(valid):

@@ -51,15 +51,17 @@ def box_of(uv: np.ndarray, vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.array([c for c, _ in boxes], np.float32).reshape(-1, 2), np.array([s for _, s in boxes], np.float32)
 
 
-def require(arrays, fields: dict[str, tuple], where: str | os.PathLike) -> None:
-    """Check that ``arrays`` (dict or npz) has each field with the given trailing shape.
+def require(arrays, fields: dict[str, tuple | None], where: str | os.PathLike) -> None:
+    """Check that ``arrays`` (dict, npz or loaded .mat) has each field with the given trailing shape.
 
-    fields: name -> trailing shape (None in a slot matches any size). Raises ValueError
-    naming the file and the field.
+    fields: name -> trailing shape (None in a slot matches any size), or None to check
+    only that the field exists. Raises ValueError naming the file and the field.
     """
     for name, tail in fields.items():
         if name not in arrays:
             raise ValueError(f"{where}: field {name!r} is missing")
+        if tail is None:
+            continue
         shape = np.shape(arrays[name])
         ok = len(shape) == len(tail) + 1 and all(t is None or s == t for s, t in zip(shape[1:], tail, strict=True))
         if not ok:

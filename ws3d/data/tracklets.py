@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ws3d.data.records import require
 from ws3d.skeleton import NECK, NUM_JOINTS, ROOT
 
 
@@ -68,9 +69,7 @@ def load_detections(path: str | os.PathLike) -> list[tuple[int, np.ndarray, str]
             by_frame[int(entry["frame"])] = (list(poses), str(entry.get("image", "")))
     elif path.suffix == ".npz":
         with np.load(path) as data:
-            for key in ("frame", "keypoints"):
-                if key not in data:
-                    raise ValueError(f"{path}: field {key!r} is missing")
+            require(data, {"frame": None, "keypoints": None}, path)
             frame = data["frame"].astype(np.int64)
             poses = _check_pose_array(data["keypoints"], f"{path}: field 'keypoints'")
             images = data["image"].astype(str) if "image" in data else np.full(len(frame), "")
