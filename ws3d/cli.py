@@ -3,6 +3,10 @@
     ws3d data synth --out DIR --split {2d,mv,test} --n N [--size S] [--seed K] [--rig h36m|orbit|mixed]
     ws3d data sheet DIR [--split SPLIT] [--out FILE] [--count N]
     ws3d data tracklets DETECTIONS --out FILE [--min-length 5]
+    ws3d train CONFIG [section.key=value ...]
+    ws3d eval CKPT --data DIR [--split test] [--json]
+    ws3d predict CKPT IMAGE... [--out DIR] [--focal F]
+    ws3d bench [SWEEP ARGS ...]
 
 Errors in the input (bad arguments, missing or malformed files) print one line, not a
 traceback, and exit with status 2.
@@ -49,6 +53,61 @@ def _data_tracklets(args) -> None:
     print(f"wrote {len(tracklets)} tracklets ({views} views) to {args.out}")
 
 
+def _train(args) -> None:
+    from ws3d.config import load_config
+    from ws3d.trainer import train
+
+    cfg = load_config(args.config, args.overrides)
+    result = train(cfg)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"{cfg.train.stage}: {result['step']} steps in {result['seconds']:.0f} s; "
+              f"checkpoint {cfg.run_dir}/last.pt, plots {cfg.run_dir}/training.png")  # fmt: skip
+        if result["val"]:
+            print(_format_metrics(result["val"]))
+
+
+def _format_metrics(m: dict) -> str:
+    lines = [f"  {int(m['images'])} test images, 3D pose solvable for {m['valid']:.1%}"]
+    if "mpjpe" in m:
+        lines += [f"  MPJPE {m['mpjpe']:7.1f} mm   N-MPJPE {m['n_mpjpe']:7.1f} mm   P-MPJPE {m['p_mpjpe']:7.1f} mm",
+                  f"  PCK@150mm {100 * m['pck150']:5.1f} %   AUC {100 * m['auc']:5.1f} %   "
+                  f"NPCK {100 * m['npck150']:5.1f} %"]  # fmt: skip
+    lines.append(f"  2D error {m['px2d']:.2f} px")
+    return "\n".join(lines)
+
+
+def _eval(args) -> None:
+    import json
+
+    from ws3d.data.synthetic import ShardDataset
+    from ws3d.evaluate import evaluate, model_from_checkpoint
+
+    model, cfg = model_from_checkpoint(args.checkpoint, args.device)
+    metrics = evaluate(model, ShardDataset(args.data, args.split), cfg.data.size, progress=not args.json)
+    if args.json:
+        keys = ("mpjpe", "n_mpjpe", "p_mpjpe", "pck150", "auc", "px2d")
+        print(json.dumps({k: metrics[k] for k in keys if k in metrics}))
+    else:
+        print(f"{args.checkpoint} on {args.data} ({args.split}):")
+        print(_format_metrics(metrics))
+
+
+def _predict(args) -> None:
+    from ws3d.predict import predict_images
+
+    for line in predict_images(args.checkpoint, args.images, args.out, focal=args.focal, device=args.device):
+        print(line)
+
+
+def _bench(args) -> None:
+    import subprocess
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "sweep.py"
+    if not script.is_file():
+        raise FileNotFoundError(f"{script}: the benchmarks need a source checkout of ws3d")
+    subprocess.run([sys.executable, str(script), *args.sweep_args], check=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ws3d", description="Weakly supervised 3D human pose from multi-view images.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -75,7 +134,36 @@ def build_parser() -> argparse.ArgumentParser:
     track.add_argument("--out", required=True, help="output .npz")
     track.add_argument("--min-length", type=int, default=5, help="drop tracklets shorter than this many frames")
     track.set_defaults(run=_data_tracklets)
+
+    device = "cuda" if _cuda() else "cpu"
+    train = commands.add_parser("train", help="train one stage (pretrain2d, weak or full) from a YAML config")
+    train.add_argument("config", help="YAML config (see train/)")
+    train.add_argument("overrides", nargs="*", metavar="section.key=value", help="e.g. train.steps=200")
+    train.set_defaults(run=_train)
+    ev = commands.add_parser("eval", help="MPJPE, N-MPJPE, P-MPJPE, PCK, AUC and 2D error of a checkpoint")
+    ev.add_argument("checkpoint")
+    ev.add_argument("--data", required=True, help="directory written by `ws3d data synth`")
+    ev.add_argument("--split", default="test", choices=["2d", "mv", "test"])
+    ev.add_argument("--json", action="store_true", help="print one JSON object (mm, fractions, px)")
+    ev.add_argument("--device", default=device)
+    ev.set_defaults(run=_eval)
+    pr = commands.add_parser("predict", help="2D overlay and 3D plot for images of one person each")
+    pr.add_argument("checkpoint")
+    pr.add_argument("images", nargs="+")
+    pr.add_argument("--out", default="predictions", help="output directory (default ./predictions)")
+    pr.add_argument("--focal", type=float, help="focal length in pixels of the input image (default: 1.2 x side)")
+    pr.add_argument("--device", default=device)
+    pr.set_defaults(run=_predict)
+    bench = commands.add_parser("bench", help="run the kernel benchmark sweep (benchmarks/sweep.py)")
+    bench.add_argument("sweep_args", nargs=argparse.REMAINDER, help="passed on, e.g. --ops softargmax_2p5d")
+    bench.set_defaults(run=_bench)
     return parser
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def main(argv: list[str] | None = None) -> int:

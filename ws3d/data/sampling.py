@@ -29,13 +29,20 @@ class MixedDataset(Dataset):
     """Index i < len(two_d) is a 2D-labelled image, the rest are multi-view views.
 
     Items are ``transform(sample)`` with ``source`` = 0 (2D) or 1 (multi-view) added;
-    multi-view samples must carry ``group``.
+    multi-view samples must carry ``group``. With ``seed`` set, the transform is called as
+    ``transform(sample, generator=g)`` with g seeded by (seed, epoch, i): the augmentation
+    of an item then depends on nothing else (not on workers, nor on where a resumed run
+    restarted). Call :meth:`set_epoch` before each epoch's DataLoader iterator is made.
     """
 
-    def __init__(self, two_d: Dataset | None, multi_view: Dataset | None, transform: Callable | None = None):
+    def __init__(self, two_d: Dataset | None, multi_view: Dataset | None, transform: Callable | None = None,
+                 seed: int | None = None):  # fmt: skip
         self.two_d, self.multi_view = two_d, multi_view
         self.n2d = len(two_d) if two_d is not None else 0
-        self.transform = transform
+        self.transform, self.seed, self.epoch = transform, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return self.n2d + (len(self.multi_view) if self.multi_view is not None else 0)
@@ -43,7 +50,13 @@ class MixedDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         source = int(i >= self.n2d)
         sample = self.multi_view[i - self.n2d] if source else self.two_d[i]
-        item = self.transform(sample) if self.transform is not None else dict(sample)
+        if self.transform is None:
+            item = dict(sample)
+        elif self.seed is None:
+            item = self.transform(sample)
+        else:
+            seed = int(np.random.SeedSequence([self.seed, self.epoch, i]).generate_state(1)[0])
+            item = self.transform(sample, generator=torch.Generator().manual_seed(seed))
         item["source"] = source
         return item
 
@@ -59,6 +72,9 @@ class MixedBatchSampler(Sampler[list[int]]):
         groups_per_batch: multi-view groups per batch (paper: 32).
         max_views: views drawn per group and epoch (paper: 4); groups with fewer views use all.
         seed: base seed; the epoch set with :meth:`set_epoch` is mixed in.
+        rank, world_size: for distributed training, every process builds the same sampler
+            and gets its share of each global batch: ``images / world_size`` 2D images and
+            ``groups_per_batch / world_size`` groups (both must divide).
 
     An epoch is one pass over the multi-view groups (over the 2D images when there are
     none); the 2D images are reshuffled and reused when they run out first. Every batch
@@ -66,7 +82,7 @@ class MixedBatchSampler(Sampler[list[int]]):
     """
 
     def __init__(self, n_images: int, groups: list[np.ndarray], images: int = 128, groups_per_batch: int = 32,
-                 max_views: int = 4, seed: int = 0):  # fmt: skip
+                 max_views: int = 4, seed: int = 0, rank: int = 0, world_size: int = 1):  # fmt: skip
         if images < 0 or groups_per_batch < 0 or images + groups_per_batch == 0:
             raise ValueError(f"need a positive batch, got images={images}, groups_per_batch={groups_per_batch}")
         if images and n_images < images:
@@ -75,6 +91,10 @@ class MixedBatchSampler(Sampler[list[int]]):
             raise ValueError(f"the multi-view set has {len(groups)} groups, fewer than one batch of {groups_per_batch}")
         if max_views < 2:
             raise ValueError(f"max_views must be at least 2, got {max_views}")
+        if images % world_size or groups_per_batch % world_size or not 0 <= rank < world_size:
+            raise ValueError(f"images={images} and groups_per_batch={groups_per_batch} must split evenly over "
+                             f"world_size={world_size} processes (rank {rank})")
+        self.rank, self.world_size = rank, world_size
         self.n_images, self.groups = n_images, groups
         self.images, self.groups_per_batch, self.max_views = images, groups_per_batch, max_views
         self.seed, self.epoch = seed, 0
@@ -93,18 +113,20 @@ class MixedBatchSampler(Sampler[list[int]]):
         group_order = rng.permutation(len(self.groups)) if self.groups_per_batch else None
         cursor = 0
         for b in range(len(self)):
-            batch = []
+            images, groups = [], []
             if self.images:
                 if cursor + self.images > len(image_order):
                     image_order, cursor = rng.permutation(self.n_images), 0
-                batch += image_order[cursor : cursor + self.images].tolist()
+                images = image_order[cursor : cursor + self.images].tolist()
                 cursor += self.images
             if self.groups_per_batch:
                 for g in group_order[b * self.groups_per_batch : (b + 1) * self.groups_per_batch]:
                     views = self.groups[g]
                     chosen = rng.choice(views, min(self.max_views, len(views)), replace=False) if len(views) else views
-                    batch += (self.n_images + np.sort(chosen)).tolist()
-            yield batch
+                    groups.append((self.n_images + np.sort(chosen)).tolist())
+            # Every rank draws the whole global batch (same rng), then keeps its share.
+            n, m, r = self.images // self.world_size, self.groups_per_batch // self.world_size, self.rank
+            yield images[r * n : (r + 1) * n] + [v for views in groups[r * m : (r + 1) * m] for v in views]
 
 
 def view_pairs(view_group: torch.Tensor) -> torch.Tensor:

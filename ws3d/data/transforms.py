@@ -94,8 +94,9 @@ class PoseTransform:
 
     The person's box comes from ``centre`` / ``side`` in the sample when present (the
     real-data loaders give them), otherwise the sample is already a person-centred crop
-    (the synthetic data) and the box is the whole image. Randomness comes from torch's
-    generator, which DataLoader seeds per worker, so runs are reproducible.
+    (the synthetic data) and the box is the whole image. Randomness comes from the
+    ``generator`` passed to the call, else from torch's global generator (which
+    DataLoader seeds per worker).
     """
 
     def __init__(self, out_size: int = 128, stride: int = 4, sigma: float = 2.0, scale: float = 0.2,
@@ -107,7 +108,8 @@ class PoseTransform:
         self.out_size, self.stride, self.sigma = out_size, stride, sigma
         self.scale, self.rotation, self.train = scale, rotation, train
 
-    def __call__(self, sample: dict) -> dict:
+    def __call__(self, sample: dict, generator: torch.Generator | None = None) -> dict:
+        """Crop and augment one sample; ``generator`` (optional) supplies the random draws."""
         if "centre" in sample:
             centre, side = np.asarray(sample["centre"], np.float64), float(sample["side"])
         else:
@@ -115,13 +117,15 @@ class PoseTransform:
             centre, side = np.array([(w - 1) / 2, (h - 1) / 2]), float(max(h, w))
         angle = 0.0
         if self.train:
-            draws = torch.rand(2).double().numpy() * 2 - 1
+            draws = torch.rand(2, generator=generator).double().numpy() * 2 - 1
             side *= 1 + self.scale * draws[0]
             angle = self.rotation * draws[1]
-        out = warp_sample(sample, crop_affine(centre, side, self.out_size, angle), self.out_size)
+        A = crop_affine(centre, side, self.out_size, angle)
+        out = warp_sample(sample, A, self.out_size)
         maps = heatmap_targets(out["uv"], out["vis"], self.out_size // self.stride, self.stride, self.sigma)
         result = {k: torch.as_tensor(np.asarray(v)) for k, v in out.items() if k not in ("image", "centre", "side")}
         result["image"] = image_to_tensor(out["image"])
         result["heatmaps"] = torch.from_numpy(maps)
         result["vis"] = result["vis"].float()
+        result["crop"] = torch.from_numpy(A)  # (2, 3) source pixels -> crop pixels, to map predictions back
         return result

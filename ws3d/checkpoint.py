@@ -1,0 +1,59 @@
+"""Checkpoints: written atomically, read with one clear error when they are not usable.
+
+A checkpoint is a dict: ``model`` (state dict of the bare model), ``optimizer``,
+``scheduler``, ``step``, ``rng`` (torch CPU and CUDA generator states), ``config``
+(the nested config dict) and ``format`` (:data:`FORMAT`). A run killed at any moment
+leaves either the previous file or the new one, never a torn one: the file is written
+next to its destination, flushed to disk, then renamed over it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+FORMAT = "ws3d-checkpoint-1"
+REQUIRED = ("model", "step", "config")
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save({**payload, "format": FORMAT}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a ws3d checkpoint on the CPU. Raises FileNotFoundError / ValueError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated, foreign or corrupt: the file is the problem, not the code
+        raise ValueError(f"{path}: not a readable checkpoint, corrupt or truncated ({type(error).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a ws3d checkpoint (no {FORMAT!r} format tag)")
+    missing = [k for k in REQUIRED if k not in payload]
+    if missing:
+        raise ValueError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    return payload
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,190 @@
+"""Training configuration: YAML files with ``section.key=value`` overrides.
+
+A config has four sections plus ``run_dir``; every key has a default (the paper's
+values where it gives one), so a YAML file only names what it changes::
+
+    run_dir: runs/synthetic/weak
+    train: {stage: weak, init: runs/synthetic/pretrain2d/last.pt, steps: 600}
+
+Unknown keys, wrong types and out-of-range values raise ``ValueError`` with the key's
+name, before anything is trained.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import asdict, dataclass, field, fields
+
+import yaml
+
+STAGES = ("pretrain2d", "weak", "full")
+
+
+@dataclass
+class DataConfig:
+    root: str = "data/synthetic"  # shards written by `ws3d data synth` (2d.json, mv.json, test.json)
+    size: int = 96  # crop side fed to the network, pixels
+    images: int = 128  # 2D-labelled images per batch (paper: 128)
+    groups: int = 32  # multi-view groups per batch (paper: 32)
+    max_views: int = 4  # views per group and epoch (paper: at most 4)
+    scale: float = 0.2  # crop scale augmentation, +-20 %
+    rotation: float = 30.0  # crop rotation augmentation, +-30 degrees
+    sigma: float = 2.0  # target heatmap Gaussian, heatmap pixels
+    workers: int = 2  # DataLoader processes
+    pseudo_labels: bool = True  # weak stage: label multi-view images with the 2D model (conf > 0.5)
+    known_extrinsics: bool = False  # weak stage: R from the cameras where known ("WS+R")
+    eval_images: int = 1000  # test images used for validation during training (0: none)
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "small"  # small | hrnet_w32
+    width: int = 32  # channels of the small backbone
+    pretrained: str | None = None  # HRNet-W32 checkpoint file for the backbone (no downloads)
+    beta: float = 50.0  # softmax sharpness; multiplies the heatmap logits
+
+
+@dataclass
+class LossConfig:
+    alpha: float = 10.0  # weight of L_MC
+    beta_b: float = 100.0  # weight of L_B
+    psi: float = 5.0  # weight of L_z (fully supervised)
+    pseudo_threshold: float = 0.5  # confidence above which a pseudo-label is kept
+
+
+@dataclass
+class TrainConfig:
+    stage: str = "pretrain2d"  # pretrain2d | weak | full
+    init: str | None = None  # checkpoint whose weights start this stage (not a resume)
+    steps: int = 1000
+    lr: float = 5e-4
+    lr_final: float = 5e-5  # the learning rate after the drop
+    lr_drop_at: float = 5 / 6  # fraction of the run at which it drops
+    amp: bool = True  # mixed precision on CUDA (bfloat16 where supported); ignored on CPU
+    device: str = "auto"  # auto | cpu | cuda
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 200
+    checkpoint_every: int = 100
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    run_dir: str = "runs/default"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _coerce(key: str, value, default):
+    """Check a value against the type of the key's default; ints are accepted for floats."""
+    kind = type(default)
+    if default is None:  # optional paths
+        if value is None or isinstance(value, str):
+            return value
+        raise ValueError(f"config key {key!r} must be a path or null, got {value!r}")
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is float and isinstance(value, str):  # YAML 1.1 reads 5e-4 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if type(value) is not kind:
+        raise ValueError(f"config key {key!r} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _set(cfg: Config, key: str, value) -> None:
+    parts = key.split(".")
+    target, name = cfg, parts[-1]
+    for part in parts[:-1]:
+        sections = [f.name for f in fields(Config) if f.name != "run_dir"]
+        if part not in sections or target is not cfg:
+            hint = difflib.get_close_matches(part, sections, 1)
+            raise ValueError(
+                f"unknown config section {part!r} in {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            )
+        target = getattr(target, part)
+    names = [f.name for f in fields(target)]
+    if name not in names or (target is cfg and name != "run_dir"):
+        hint = difflib.get_close_matches(name, names, 1)
+        raise ValueError(f"unknown config key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+    setattr(target, name, _coerce(key, value, getattr(target, name)))
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            flat.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat
+
+
+def from_dict(tree: dict) -> Config:
+    """A validated Config from a nested dict (as stored in checkpoints)."""
+    cfg = Config()
+    for key, value in _flatten(tree).items():
+        _set(cfg, key, value)
+    validate(cfg)
+    return cfg
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> Config:
+    """Read a YAML config (None: the defaults) and apply ``key=value`` overrides.
+
+    Override values are parsed as YAML (``train.steps=200``, ``model.pretrained=null``).
+    """
+    tree = {}
+    if path is not None:
+        try:
+            with open(path) as f:
+                tree = yaml.safe_load(f) or {}
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: no such config file") from None
+        except yaml.YAMLError as error:
+            raise ValueError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+        if not isinstance(tree, dict):
+            raise ValueError(f"{path}: a config must be a mapping of sections, got {type(tree).__name__}")
+    cfg = Config()
+    for key, value in _flatten(tree).items():
+        _set(cfg, key, value)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {item!r} is not key=value (e.g. train.steps=200)")
+        _set(cfg, key.strip(), yaml.safe_load(text) if text.strip() else None)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Range checks that types cannot express."""
+    d, t, m = cfg.data, cfg.train, cfg.model
+    checks = [
+        (t.stage in STAGES, f"train.stage must be one of {STAGES}, got {t.stage!r}"),
+        (m.backbone in ("small", "hrnet_w32"), f"model.backbone must be small or hrnet_w32, got {m.backbone!r}"),
+        (t.device in ("auto", "cpu", "cuda"), f"train.device must be auto, cpu or cuda, got {t.device!r}"),
+        (t.steps > 0, f"train.steps must be positive, got {t.steps}"),
+        (0 < t.lr_drop_at <= 1, f"train.lr_drop_at must be within (0, 1], got {t.lr_drop_at}"),
+        (t.lr > 0 and t.lr_final > 0, "train.lr and train.lr_final must be positive"),
+        (min(t.log_every, t.eval_every, t.checkpoint_every) > 0, "train.*_every must be positive"),
+        (d.size % 32 == 0 and 64 <= d.size <= 256, f"data.size must be a multiple of 32 within 64..256, got {d.size}"),
+        (d.images >= 0 and d.groups >= 0, "data.images and data.groups must not be negative"),
+        (d.max_views >= 2, f"data.max_views must be at least 2, got {d.max_views}"),
+        (d.workers >= 0 and d.eval_images >= 0, "data.workers and data.eval_images must not be negative"),
+        (m.beta > 0, f"model.beta must be positive, got {m.beta}"),
+        (t.stage == "pretrain2d" or t.init is not None or t.stage == "full",
+         "train.stage=weak needs train.init, the 2D-pretrained checkpoint (its model labels the multi-view data)"),
+    ]  # fmt: skip
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)

@@ -1,0 +1,111 @@
+"""Predictions over a data set and the paper's metrics on them.
+
+``predict`` runs a model over plain person-centred crops and maps the 2D joints back to
+the pixels of the data set's images; ``evaluate`` adds the absolute scale from mean bone
+lengths (eq. 12) and compares with the 3D ground truth.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from ws3d.checkpoint import load_checkpoint
+from ws3d.config import Config, from_dict
+from ws3d.data.transforms import PoseTransform
+from ws3d.metrics import absolute_scale, auc, mpjpe, n_mpjpe, npck, p_mpjpe, pck, pixel_error
+from ws3d.model import PoseNet2p5D
+from ws3d.skeleton import MEAN_BONE_LENGTHS_MM
+
+METRIC_KEYS = ("mpjpe", "n_mpjpe", "p_mpjpe", "pck150", "auc", "npck150", "px2d")
+
+
+def build_model(cfg: Config, pretrained: bool = True) -> PoseNet2p5D:
+    m = cfg.model
+    return PoseNet2p5D(m.backbone, m.width, m.beta, pretrained=m.pretrained if pretrained else None)
+
+
+def model_from_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[PoseNet2p5D, Config]:
+    """The model of a training checkpoint, in eval mode, and its config."""
+    payload = load_checkpoint(path)
+    cfg = from_dict(payload["config"])
+    model = build_model(cfg, pretrained=False)
+    load_weights(model, payload, path)
+    return model.to(device).eval(), cfg
+
+
+def load_weights(model: PoseNet2p5D, payload: dict, path: str | os.PathLike) -> None:
+    """Load a checkpoint's weights; a model of another shape is a ValueError naming the file."""
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as error:
+        backbone = payload["config"].get("model", {}).get("backbone")
+        detail = (str(error).splitlines()[1:] or [str(error)])[0].strip()[:200]
+        raise ValueError(f"{path}: its weights (model.backbone={backbone}) do not fit this model ({detail})") from None
+
+
+def _to_source_pixels(uv: torch.Tensor, crop: torch.Tensor) -> torch.Tensor:
+    """Undo the crop affine: uv (B, J, 2) crop pixels, crop (B, 2, 3) -> source pixels."""
+    M, offset = crop[:, :, :2].double(), crop[:, :, 2].double()
+    return torch.linalg.solve(M, (uv.double() - offset[:, None]).mT).mT
+
+
+@torch.no_grad()
+def predict(model: PoseNet2p5D, dataset: Dataset, size: int, batch_size: int = 64,
+            progress: bool = False) -> dict[str, np.ndarray]:  # fmt: skip
+    """Run ``model`` over every item of ``dataset`` (samples as in ws3d.data).
+
+    Returns numpy arrays: ``uv`` (N, J, 2) pixels of the data set's images, ``conf``
+    (N, J), ``pose`` (N, J, 3) scale-normalised, ``valid`` (N,), and the ground truth
+    ``uv_gt``, ``vis`` and, where the data set has it, ``joints_cam`` (N, J, 3) mm.
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    transform = PoseTransform(size, stride=model.stride, train=False)
+    parts: dict[str, list] = {}
+    items = (transform(dataset[i]) for i in range(len(dataset)))
+    bar = tqdm(total=len(dataset), desc="predict", unit="img", disable=not progress)
+    while True:
+        chunk = [it for _, it in zip(range(batch_size), items, strict=False)]
+        if not chunk:
+            break
+        batch = {k: torch.stack([it[k] for it in chunk]) for k in chunk[0] if torch.is_tensor(chunk[0][k])}
+        out = model(batch["image"].to(device), batch["K"].to(device))
+        crop = batch["crop"]
+        fields = {"uv": _to_source_pixels(out["uv"].cpu(), crop).float(), "conf": out["conf"].cpu(),
+                  "pose": out["pose"].cpu(), "valid": out["valid"].cpu(),
+                  "uv_gt": _to_source_pixels(batch["uv"], crop).float(), "vis": batch["vis"]}  # fmt: skip
+        if "joints_cam" in batch:
+            fields["joints_cam"] = batch["joints_cam"]
+        for k, v in fields.items():
+            parts.setdefault(k, []).append(v.numpy())
+        bar.update(len(chunk))
+    bar.close()
+    model.train(was_training)
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def metrics_from_predictions(pred: dict[str, np.ndarray]) -> dict[str, float]:
+    """The paper's metrics (mm, fractions 0..1, pixels) from :func:`predict`'s output."""
+    pose = torch.from_numpy(pred["pose"]).double()
+    scale = absolute_scale(pose, torch.tensor(MEAN_BONE_LENGTHS_MM, dtype=torch.float64))
+    pose_mm = scale[:, None, None] * pose
+    out = {"images": len(pose), "valid": float(pred["valid"].mean())}
+    if "joints_cam" in pred:
+        gt = torch.from_numpy(pred["joints_cam"]).double()
+        out.update(mpjpe=mpjpe(pose_mm, gt), n_mpjpe=n_mpjpe(pose_mm, gt), p_mpjpe=p_mpjpe(pose_mm, gt),
+                   pck150=pck(pose_mm, gt), auc=auc(pose_mm, gt), npck150=npck(pose_mm, gt))  # fmt: skip
+    uv, uv_gt, vis = (torch.from_numpy(pred[k]).double() for k in ("uv", "uv_gt", "vis"))
+    out["px2d"] = pixel_error(uv, uv_gt, vis)
+    return {k: float(v) for k, v in out.items()}
+
+
+def evaluate(model: PoseNet2p5D, dataset: Dataset, size: int, batch_size: int = 64,
+             progress: bool = False) -> dict[str, float]:  # fmt: skip
+    """MPJPE, N-MPJPE, P-MPJPE (mm), PCK@150 mm, AUC, NPCK (0..1), 2D error (px) on ``dataset``."""
+    return metrics_from_predictions(predict(model, dataset, size, batch_size, progress=progress))

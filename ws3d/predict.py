@@ -1,0 +1,70 @@
+"""``ws3d predict``: 2D overlay and 3D plot for images that each show one person.
+
+An image is centre-cropped to a square and resized to the network input. Without
+calibration the focal length is assumed to be 1.2 x the crop side (a ~45 degree field of
+view); the 3D pose is scale-normalised, then given metric scale from mean bone lengths
+(eq. 12), which is all a single uncalibrated image allows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ws3d.data.sheet import draw_skeleton
+from ws3d.data.transforms import crop_affine, image_to_tensor
+from ws3d.evaluate import model_from_checkpoint
+from ws3d.metrics import absolute_scale
+from ws3d.plots import pose_3d
+from ws3d.skeleton import MEAN_BONE_LENGTHS_MM
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 RGB; ValueError when it is missing or not an image."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such image file")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"{path}: not an image OpenCV can read")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+@torch.no_grad()
+def predict_images(checkpoint: str, images: list[str], out: str | os.PathLike, focal: float | None = None,
+                   device: str = "cpu") -> list[str]:  # fmt: skip
+    """Write ``STEM_2d.png`` (the skeleton over the image), ``STEM_3d.png`` and ``STEM.json``
+    (uv in image pixels, conf, pose in mm) per image into ``out``. Returns one line per image."""
+    model, cfg = model_from_checkpoint(checkpoint, device)
+    frames = [read_image(p) for p in images]  # every file is checked before any work
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    size, lines = cfg.data.size, []
+    for path, image in zip(images, frames, strict=True):
+        h, w = image.shape[:2]
+        side = float(max(h, w))
+        A = crop_affine(((w - 1) / 2, (h - 1) / 2), side, size)
+        crop = cv2.warpAffine(image, A, (size, size), flags=cv2.INTER_AREA)
+        f = focal if focal is not None else 1.2 * side
+        K = np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1]])
+        K_crop = torch.tensor(np.vstack([A, [0, 0, 1]]) @ K, dtype=torch.float32)[None]
+        result = model(image_to_tensor(crop)[None].to(device), K_crop.to(device))
+        uv_crop = result["uv"][0].double().cpu().numpy()
+        uv = (uv_crop - A[:, 2]) @ np.linalg.inv(A[:, :2]).T
+        conf = result["conf"][0].cpu().numpy()
+        pose = result["pose"][0].double().cpu()
+        pose_mm = absolute_scale(pose[None], torch.tensor(MEAN_BONE_LENGTHS_MM, dtype=torch.float64))[0] * pose
+        stem = out / Path(path).stem
+        zoom = max(1, round(512 / max(h, w)))
+        overlay = draw_skeleton(image, uv, conf > 0.5, zoom=zoom)
+        cv2.imwrite(f"{stem}_2d.png", cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+        pose_3d(pose_mm.numpy(), f"{stem}_3d.png", title=Path(path).name)
+        record = {"image": str(path), "uv": uv.round(2).tolist(), "conf": conf.round(3).tolist(),
+                  "pose_mm": pose_mm.numpy().round(1).tolist(), "valid": bool(result["valid"][0])}  # fmt: skip
+        Path(f"{stem}.json").write_text(json.dumps(record) + "\n")
+        lines.append(f"{path}: wrote {stem}_2d.png, {stem}_3d.png, {stem}.json")
+    return lines

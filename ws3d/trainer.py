@@ -1,0 +1,274 @@
+"""The trainer: one loop for the three stages of the paper.
+
+* ``pretrain2d``: 2D-labelled images, L_H.
+* ``weak``: 2D-labelled images (L_H) plus unlabelled multi-view groups (L_H on pseudo-
+  labels, alpha L_MC, beta_B L_B). No 3D label and no camera is used, unless
+  ``data.known_extrinsics`` asks for the true rotations ("WS+R").
+* ``full``: the fully supervised baseline, L_H + psi L_z on 3D-labelled images.
+
+Runs with ``torchrun`` use DistributedDataParallel: each process takes an equal share of
+every global batch. ``run_dir/last.pt`` is written atomically every
+``train.checkpoint_every`` steps; starting a run whose directory holds one resumes it
+exactly (weights, optimiser, schedule, step, RNG; the data order and augmentation are
+functions of (seed, epoch, index), so the resumed run sees the same batches).
+``run_dir/metrics.jsonl`` logs losses and validation metrics; ``run_dir/training.png``
+plots them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
+
+from ws3d.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ws3d.config import Config
+from ws3d.data.sampling import MixedBatchSampler, MixedDataset, collate_mixed, group_indices
+from ws3d.data.synthetic import ShardDataset
+from ws3d.data.transforms import PoseTransform
+from ws3d.evaluate import build_model, evaluate, load_weights, predict
+from ws3d.losses import bone_loss, depth_loss, heatmap_loss, multiview_loss
+from ws3d.plots import read_jsonl, training_curves
+
+
+class Unlabelled(Dataset):
+    """Multi-view images stripped of every label: 3D poses, and 2D joints unless pseudo-labels
+    (uv (N, J, 2), vis (N, J)) are given. Extrinsics are kept only for WS+R."""
+
+    def __init__(self, views: Dataset, uv: np.ndarray | None, vis: np.ndarray | None, extrinsics: bool):
+        self.views, self.uv, self.vis, self.extrinsics = views, uv, vis, extrinsics
+
+    def __len__(self) -> int:
+        return len(self.views)
+
+    def __getitem__(self, i: int) -> dict:
+        sample = dict(self.views[i])
+        del sample["joints_cam"]
+        if not self.extrinsics:
+            for k in ("R", "t", "extrinsics_known"):
+                sample.pop(k, None)
+        J = sample["uv"].shape[0]
+        sample["uv"] = self.uv[i] if self.uv is not None else np.zeros((J, 2), np.float32)
+        sample["vis"] = self.vis[i] if self.vis is not None else np.zeros(J, np.uint8)
+        return sample
+
+
+def _setup_distributed(cfg: Config) -> tuple[int, int, torch.device]:
+    """(rank, world size, device); joins the process group that torchrun describes."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    wants_cuda = cfg.train.device == "cuda" or (cfg.train.device == "auto" and torch.cuda.is_available())
+    if wants_cuda and not torch.cuda.is_available():
+        raise ValueError("train.device=cuda but torch sees no CUDA device")
+    device = torch.device(f"cuda:{local}") if wants_cuda else torch.device("cpu")
+    if wants_cuda:
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if wants_cuda else "gloo")
+    return rank, world, device
+
+
+def pseudo_labels(model, cfg: Config, views: Dataset, cache: Path) -> tuple[np.ndarray, np.ndarray]:
+    """2D labels for multi-view images from the 2D-pretrained model: joints with confidence
+    above ``loss.pseudo_threshold`` and inside the image. Made once, cached in ``cache``."""
+    if cache.is_file():
+        with np.load(cache) as f:
+            if len(f["uv"]) == len(views):
+                return f["uv"], f["vis"]
+    pred = predict(model, views, cfg.data.size, progress=cfg.train.progress)
+    size = views[0]["image"].shape[0]
+    inside = ((pred["uv"] >= 0) & (pred["uv"] <= size - 1)).all(-1)
+    vis = ((pred["conf"] > cfg.loss.pseudo_threshold) & inside).astype(np.uint8)
+    tmp = cache.with_name(cache.name + ".tmp.npz")
+    np.savez(tmp, uv=pred["uv"], vis=vis)
+    os.replace(tmp, cache)
+    return pred["uv"], vis
+
+
+def _data(cfg: Config, model, rank: int, world: int, run_dir: Path):
+    """The mixed data set and this process's batch sampler for the stage."""
+    d, stage = cfg.data, cfg.train.stage
+    two_d = ShardDataset(d.root, "2d") if d.images else None
+    multi_view, groups = None, []
+    if stage == "weak":
+        if not d.groups:
+            raise ValueError("train.stage=weak needs multi-view groups: data.groups must be positive")
+        views = ShardDataset(d.root, "mv")
+        uv = vis = None
+        if d.pseudo_labels:
+            cache = run_dir / "pseudo_labels.npz"
+            if rank == 0:
+                uv, vis = pseudo_labels(model, cfg, views, cache)
+            if world > 1:
+                dist.barrier()
+            if rank != 0:
+                uv, vis = pseudo_labels(model, cfg, views, cache)
+        multi_view = Unlabelled(views, uv, vis, d.known_extrinsics)
+        groups = group_indices(views.arrays["group"])
+    elif not d.images:
+        raise ValueError(f"train.stage={stage} trains on 2D-labelled images: data.images must be positive")
+    transform = PoseTransform(d.size, stride=model.stride, sigma=d.sigma, scale=d.scale, rotation=d.rotation)
+    dataset = MixedDataset(two_d, multi_view, transform, seed=cfg.train.seed)
+    sampler = MixedBatchSampler(len(two_d) if two_d else 0, groups, d.images, d.groups if stage == "weak" else 0,
+                                d.max_views, seed=cfg.train.seed, rank=rank, world_size=world)  # fmt: skip
+    if len(sampler) == 0:
+        raise ValueError(f"{d.root}: too few images for one batch of data.images={d.images}, data.groups={d.groups}")
+    return dataset, sampler
+
+
+def compute_losses(model, batch: dict, cfg: Config, device: torch.device) -> tuple[torch.Tensor, dict]:
+    """The stage's total loss and its unweighted terms for one mixed batch."""
+    two_d, mv = batch["2d"], batch["mv"]
+    parts = [p for p in (two_d, mv) if p is not None]
+    images = torch.cat([p["image"] for p in parts]).to(device, non_blocking=True)
+    K = torch.cat([p["K"] for p in parts]).to(device)
+    needs_pose = mv is not None
+    autocast = torch.autocast("cuda", dtype=_amp_dtype(), enabled=device.type == "cuda" and cfg.train.amp)
+    with autocast:
+        out = model(images, K if needs_pose else None)
+    terms, n = {}, len(two_d["image"]) if two_d is not None else 0
+    L = cfg.loss
+    total = torch.zeros((), device=device)
+    if two_d is not None:
+        terms["l_h"] = heatmap_loss(out["heatmaps"][:n], two_d["heatmaps"].to(device), two_d["vis"].to(device))
+        total = total + terms["l_h"]
+        if cfg.train.stage == "full":
+            joints = two_d["joints_cam"].to(device)
+            terms["l_z"] = depth_loss(out["z"][:n], joints, torch.ones_like(out["z"][:n]))
+            total = total + L.psi * terms["l_z"]
+    if mv is not None:
+        group = mv["view_group"].to(device)
+        terms["l_h_mv"] = heatmap_loss(out["heatmaps"][n:], mv["heatmaps"].to(device), mv["vis"].to(device), group)
+        phi = out["conf"][n:].clamp_min(0) * out["valid"][n:, None]  # phi >= 0; an unsolvable view gets none
+        R, known = (mv["R"].to(device), mv["extrinsics_known"].to(device)) if "R" in mv else (None, None)
+        terms["l_mc"] = multiview_loss(out["pose"][n:], phi, mv["pairs"].to(device), group, R, known)
+        terms["l_b"] = bone_loss(out["pose"][n:], phi, group)
+        total = total + terms["l_h_mv"] + L.alpha * terms["l_mc"] + L.beta_b * terms["l_b"]
+    return total, terms
+
+
+def _amp_dtype() -> torch.dtype:
+    return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _log(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop records after ``step`` (written after the checkpoint a resumed run starts from)."""
+    if path.is_file():
+        keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+        path.write_text("".join(line + "\n" for line in keep))
+
+
+def build(cfg: Config, rank: int = 0, world: int = 1, device: torch.device | str = "cpu"):
+    """The stage's model (initialised from ``train.init``), mixed data set and batch sampler."""
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg).to(device)
+    if cfg.train.init:
+        init = load_checkpoint(cfg.train.init)
+        load_weights(model, init, cfg.train.init)
+        if init["config"]["train"]["stage"] == "pretrain2d" and cfg.train.stage != "pretrain2d":
+            model.reset_depth()  # depth maps start untrained after 2D pre-training
+    dataset, sampler = _data(cfg, model, rank, world, run_dir)  # pseudo-labels come from the init model
+    return model, dataset, sampler
+
+
+def train(cfg: Config) -> dict:
+    """Run (or resume) one stage. Returns {"step", "seconds", "val": metrics or None}."""
+    rank, world, device = _setup_distributed(cfg)
+    run_dir, last = Path(cfg.run_dir), Path(cfg.run_dir) / "last.pt"
+    resume = load_checkpoint(last) if last.is_file() else None  # a bad file fails before any work
+    model, dataset, sampler = build(cfg, rank, world, device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+    drop = max(1, round(cfg.train.steps * cfg.train.lr_drop_at))
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, [drop], gamma=cfg.train.lr_final / cfg.train.lr)
+    step, log_path = 0, run_dir / "metrics.jsonl"
+    if resume is not None:
+        load_weights(model, resume, last)
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        set_rng_state(resume["rng"])
+        step = resume["step"]
+        if rank == 0:
+            _truncate_log(log_path, step)
+            print(f"resuming {run_dir} at step {step} of {cfg.train.steps}")
+    elif rank == 0 and log_path.exists():
+        log_path.unlink()
+    net = DistributedDataParallel(model) if world > 1 else model
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.train.amp
+                                  and _amp_dtype() == torch.float16)  # fmt: skip
+    test = None
+    if rank == 0 and cfg.data.eval_images and (Path(cfg.data.root) / "test.json").is_file():
+        full_test = ShardDataset(cfg.data.root, "test")
+        test = Subset(full_test, range(min(cfg.data.eval_images, len(full_test))))
+
+    def checkpoint():
+        if rank == 0:
+            save_checkpoint(last, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                   "scheduler": scheduler.state_dict(), "step": step, "rng": rng_state(),
+                                   "config": cfg.to_dict()})  # fmt: skip
+
+    def validate():
+        metrics = evaluate(model, test, cfg.data.size) if test is not None else None
+        if metrics is not None:
+            _log(log_path, {"step": step, "val": metrics})
+        training_curves(log_path, run_dir / "training.png")
+        return metrics
+
+    bar = tqdm(total=cfg.train.steps, initial=step, desc=cfg.train.stage, unit="step",
+               disable=not (cfg.train.progress and rank == 0))  # fmt: skip
+    start, window, window_images, window_start, metrics = time.perf_counter(), [], 0, time.perf_counter(), None
+    model.train()
+    while step < cfg.train.steps:
+        epoch, skip = divmod(step, len(sampler))
+        sampler.set_epoch(epoch)
+        dataset.set_epoch(epoch)
+        loader = DataLoader(dataset, batch_sampler=list(sampler)[skip:], num_workers=cfg.data.workers,
+                            collate_fn=collate_mixed, pin_memory=device.type == "cuda")  # fmt: skip
+        for batch in loader:
+            total, terms = compute_losses(net, batch, cfg, device)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(total).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            step += 1
+            window.append({"loss": total.detach(), **{k: v.detach() for k, v in terms.items()}})
+            window_images += sum(len(p["image"]) for p in (batch["2d"], batch["mv"]) if p is not None) * world
+            if step % cfg.train.log_every == 0 or step == cfg.train.steps:
+                means = {k: float(torch.stack([w[k] for w in window]).mean()) for k in window[0]}
+                if world > 1:  # every process logs the same, global means
+                    values = torch.tensor(list(means.values()), device=device)
+                    dist.all_reduce(values)
+                    means = dict(zip(means, (values / world).tolist(), strict=True))
+                rate = window_images / (time.perf_counter() - window_start)
+                if rank == 0:
+                    _log(log_path, {"step": step, **means, "lr": scheduler.get_last_lr()[0], "images_per_s": rate})
+                bar.set_postfix({k: f"{v:.4g}" for k, v in means.items()} | {"img/s": f"{rate:.0f}"})
+                window, window_images, window_start = [], 0, time.perf_counter()
+            bar.update(1)
+            if step % cfg.train.checkpoint_every == 0 or step == cfg.train.steps:
+                checkpoint()
+            if rank == 0 and (step % cfg.train.eval_every == 0 or step == cfg.train.steps):
+                metrics = validate()
+            if step >= cfg.train.steps:
+                break
+    bar.close()
+    if rank == 0 and metrics is None and step == cfg.train.steps and log_path.is_file():
+        metrics = next((r["val"] for r in reversed(read_jsonl(log_path)) if "val" in r), None)
+    if world > 1:
+        dist.barrier()
+    return {"step": step, "seconds": time.perf_counter() - start, "val": metrics}
