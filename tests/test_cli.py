@@ -43,3 +43,56 @@ def test_bad_input_prints_one_line(tmp_path):
         assert result.returncode == 2
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("ws3d: error:") and needle in lines[0], result.stderr
+
+
+def test_train_eval_predict(tmp_path, capsys):
+    root, run = tmp_path / "data", tmp_path / "run"
+    for split, n in (("2d", 8), ("test", 6)):
+        assert main(["data", "synth", "--out", str(root), "--split", split, "--n", str(n), "--size", "64",
+                     "--workers", "1"]) == 0  # fmt: skip
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        f"run_dir: {run}\ndata: {{root: {root}, size: 64, images: 4, workers: 0}}\nmodel: {{width: 16}}\n"
+    )
+    assert main(["train", str(config), "train.steps=3", "train.progress=false"]) == 0
+    out = capsys.readouterr().out
+    assert "pretrain2d: 3 steps" in out and "MPJPE" in out and "PCK@150mm" in out
+    assert (run / "last.pt").is_file() and (run / "training.png").is_file()
+
+    assert main(["eval", str(run / "last.pt"), "--data", str(root), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert set(metrics) == {"mpjpe", "n_mpjpe", "p_mpjpe", "pck150", "auc", "px2d"}
+    assert metrics["p_mpjpe"] <= metrics["n_mpjpe"] + 1e-6 and 0 <= metrics["pck150"] <= 1
+
+    image = ShardDataset(root, "test")[0]["image"]
+    cv2.imwrite(str(tmp_path / "person.png"), cv2.cvtColor(cv2.resize(image, (80, 100)), cv2.COLOR_RGB2BGR))
+    assert main(["predict", str(run / "last.pt"), str(tmp_path / "person.png"), "--out", str(tmp_path / "p")]) == 0
+    record = json.loads((tmp_path / "p" / "person.json").read_text())
+    assert len(record["uv"]) == 17 and len(record["pose_mm"]) == 17
+    overlay = cv2.imread(str(tmp_path / "p" / "person_2d.png"))
+    assert overlay.shape == (500, 400, 3)  # the input, enlarged 5x to ~512 px
+    assert cv2.imread(str(tmp_path / "p" / "person_3d.png")) is not None
+
+
+def test_training_mistakes_print_one_line(tmp_path, capsys):
+    (tmp_path / "bad.yaml").write_text("train: {steps: 5\n")
+    (tmp_path / "ok.yaml").write_text(f"run_dir: {tmp_path / 'run'}\n")
+    (tmp_path / "corrupt.pt").write_bytes(b"\x80\x02 not a checkpoint")
+    (tmp_path / "notes.txt").write_text("hello")
+    for args, needle in (
+        (["train", str(tmp_path / "nope.yaml")], "no such config file"),
+        (["train", str(tmp_path / "bad.yaml")], "not valid YAML"),
+        (["train", str(tmp_path / "ok.yaml"), "train.lrr=1"], "did you mean 'lr'"),
+        (["train", str(tmp_path / "ok.yaml"), "train.stage=weak", f"train.init={tmp_path / 'x.pt'}"], "x.pt"),
+        (["eval", str(tmp_path / "corrupt.pt"), "--data", str(tmp_path)], "corrupt or truncated"),
+        (["eval", str(tmp_path / "missing.pt"), "--data", str(tmp_path)], "no such checkpoint"),
+        (["predict", str(tmp_path / "corrupt.pt"), "img.png"], "corrupt or truncated"),
+    ):
+        assert main(args) == 2, args
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("ws3d: error:") and needle in lines[0], (args, lines)
+    assert not (tmp_path / "run").exists()  # nothing is written before the input is checked
+
+
+def test_bench_passes_its_arguments_to_the_sweep(capsys):
+    assert main(["bench", "--ops", "no_such_op"]) == 2  # the sweep's own argparse rejects it

@@ -5,7 +5,13 @@ import math
 import pytest
 import torch
 
-from ws3d.losses import bone_loss, depth_loss, heatmap_loss, multiview_loss, normalised_bone_lengths
+from ws3d.losses import (
+    bone_loss,
+    depth_loss,
+    heatmap_loss,
+    multiview_loss,
+    normalised_bone_lengths,
+)
 from ws3d.skeleton import BONES, MEAN_BONE_LENGTHS_MM, NUM_JOINTS, standing_pose
 
 J = NUM_JOINTS

@@ -7,9 +7,9 @@ README = (ROOT / "README.md").read_text()
 
 
 def test_readme_shows_the_main_job_and_the_test_command():
-    assert "make demo" in README and "make test" in README
+    assert "make train" in README and "make test" in README
     makefile = (ROOT / "Makefile").read_text()
-    assert "\ndemo:" in makefile and "\ntest:" in makefile
+    assert "\ntrain:" in makefile and "\ntest:" in makefile
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 

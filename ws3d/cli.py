@@ -99,13 +99,13 @@ def _predict(args) -> None:
         print(line)
 
 
-def _bench(args) -> None:
+def _bench(args) -> int:
     import subprocess
 
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "sweep.py"
     if not script.is_file():
         raise FileNotFoundError(f"{script}: the benchmarks need a source checkout of ws3d")
-    subprocess.run([sys.executable, str(script), *args.sweep_args], check=True)
+    return subprocess.run([sys.executable, str(script), *args.sweep_args]).returncode
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,8 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--focal", type=float, help="focal length in pixels of the input image (default: 1.2 x side)")
     pr.add_argument("--device", default=device)
     pr.set_defaults(run=_predict)
-    bench = commands.add_parser("bench", help="run the kernel benchmark sweep (benchmarks/sweep.py)")
-    bench.add_argument("sweep_args", nargs=argparse.REMAINDER, help="passed on, e.g. --ops softargmax_2p5d")
+    bench = commands.add_parser(
+        "bench", help="run the kernel benchmark sweep; other arguments go to benchmarks/sweep.py"
+    )
     bench.set_defaults(run=_bench)
     return parser
 
@@ -167,14 +168,18 @@ def _cuda() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "bench":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.sweep_args = extra  # ws3d bench passes them on
     try:
-        args.run(args)
+        code = args.run(args)
     except (ValueError, OSError, KeyError) as error:  # the user's input, not a bug: one line
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"ws3d: error: {message}", file=sys.stderr)
         return 2
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

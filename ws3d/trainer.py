@@ -147,7 +147,10 @@ def compute_losses(model, batch: dict, cfg: Config, device: torch.device) -> tup
     if mv is not None:
         group = mv["view_group"].to(device)
         terms["l_h_mv"] = heatmap_loss(out["heatmaps"][n:], mv["heatmaps"].to(device), mv["vis"].to(device), group)
-        phi = out["conf"][n:].clamp_min(0) * out["valid"][n:, None]  # phi >= 0; an unsolvable view gets none
+        # phi >= 0. Views without a real root depth keep their weight: their (finite) clamped
+        # poses still pull towards valid ones, while a zero weight would let training park
+        # every view there at zero loss.
+        phi = out["conf"][n:].clamp_min(0)
         R, known = (mv["R"].to(device), mv["extrinsics_known"].to(device)) if "R" in mv else (None, None)
         terms["l_mc"] = multiview_loss(out["pose"][n:], phi, mv["pairs"].to(device), group, R, known)
         terms["l_b"] = bone_loss(out["pose"][n:], phi, group)
@@ -173,12 +176,12 @@ def _truncate_log(path: Path, step: int) -> None:
 
 def build(cfg: Config, rank: int = 0, world: int = 1, device: torch.device | str = "cpu"):
     """The stage's model (initialised from ``train.init``), mixed data set and batch sampler."""
+    init = load_checkpoint(cfg.train.init) if cfg.train.init else None  # fail before anything is written
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg).to(device)
-    if cfg.train.init:
-        init = load_checkpoint(cfg.train.init)
+    if init is not None:
         load_weights(model, init, cfg.train.init)
         if init["config"]["train"]["stage"] == "pretrain2d" and cfg.train.stage != "pretrain2d":
             model.reset_depth()  # depth maps start untrained after 2D pre-training
