@@ -48,7 +48,7 @@ def load_weights(model: PoseNet2p5D, payload: dict, path: str | os.PathLike) -> 
         raise ValueError(f"{path}: its weights (model.backbone={backbone}) do not fit this model ({detail})") from None
 
 
-def _to_source_pixels(uv: torch.Tensor, crop: torch.Tensor) -> torch.Tensor:
+def to_source_pixels(uv: torch.Tensor, crop: torch.Tensor) -> torch.Tensor:
     """Undo the crop affine: uv (B, J, 2) crop pixels, crop (B, 2, 3) -> source pixels."""
     M, offset = crop[:, :, :2].double(), crop[:, :, 2].double()
     return torch.linalg.solve(M, (uv.double() - offset[:, None]).mT).mT
@@ -77,9 +77,9 @@ def predict(model: PoseNet2p5D, dataset: Dataset, size: int, batch_size: int = 6
         batch = {k: torch.stack([it[k] for it in chunk]) for k in chunk[0] if torch.is_tensor(chunk[0][k])}
         out = model(batch["image"].to(device), batch["K"].to(device))
         crop = batch["crop"]
-        fields = {"uv": _to_source_pixels(out["uv"].cpu(), crop).float(), "conf": out["conf"].cpu(),
+        fields = {"uv": to_source_pixels(out["uv"].cpu(), crop).float(), "conf": out["conf"].cpu(),
                   "pose": out["pose"].cpu(), "valid": out["valid"].cpu(),
-                  "uv_gt": _to_source_pixels(batch["uv"], crop).float(), "vis": batch["vis"]}  # fmt: skip
+                  "uv_gt": to_source_pixels(batch["uv"], crop).float(), "vis": batch["vis"]}  # fmt: skip
         if "joints_cam" in batch:
             fields["joints_cam"] = batch["joints_cam"]
         for k, v in fields.items():

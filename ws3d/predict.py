@@ -16,9 +16,10 @@ import cv2
 import numpy as np
 import torch
 
+from ws3d.camera import affine_to_3x3
 from ws3d.data.sheet import draw_skeleton
 from ws3d.data.transforms import crop_affine, image_to_tensor
-from ws3d.evaluate import model_from_checkpoint
+from ws3d.evaluate import model_from_checkpoint, to_source_pixels
 from ws3d.metrics import absolute_scale
 from ws3d.plots import pose_3d
 from ws3d.skeleton import MEAN_BONE_LENGTHS_MM
@@ -51,10 +52,9 @@ def predict_images(checkpoint: str, images: list[str], out: str | os.PathLike, f
         crop = cv2.warpAffine(image, A, (size, size), flags=cv2.INTER_AREA)
         f = focal if focal is not None else 1.2 * side
         K = np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1]])
-        K_crop = torch.tensor(np.vstack([A, [0, 0, 1]]) @ K, dtype=torch.float32)[None]
+        K_crop = torch.tensor(affine_to_3x3(A) @ K, dtype=torch.float32)[None]
         result = model(image_to_tensor(crop)[None].to(device), K_crop.to(device))
-        uv_crop = result["uv"][0].double().cpu().numpy()
-        uv = (uv_crop - A[:, 2]) @ np.linalg.inv(A[:, :2]).T
+        uv = to_source_pixels(result["uv"].cpu(), torch.from_numpy(A)[None])[0].numpy()
         conf = result["conf"][0].cpu().numpy()
         pose = result["pose"][0].double().cpu()
         pose_mm = absolute_scale(pose[None], torch.tensor(MEAN_BONE_LENGTHS_MM, dtype=torch.float64))[0] * pose
