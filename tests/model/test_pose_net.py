@@ -48,7 +48,7 @@ def test_outputs_match_the_reference_ops(net):
 
 
 def test_gradients_reach_backbone_through_the_fused_ops(net):
-    images = torch.randn(2, 3, 64, 64)
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(4))
     K = torch.tensor([[300.0, 0, 31.5], [0, 300, 31.5], [0, 0, 1]]).expand(2, 3, 3)
     grads = {}
     for backend in ("native", "reference"):
@@ -58,7 +58,10 @@ def test_gradients_reach_backbone_through_the_fused_ops(net):
         (out["pose"].square().mean() + out["uv"].mean()).backward()
         grads[backend] = net.backbone.stem[0][0].weight.grad.clone()
     assert grads["native"].abs().sum() > 0
-    torch.testing.assert_close(grads["native"], grads["reference"], rtol=1e-3, atol=1e-6)
+    # A weight gradient sums many float32 terms; where they cancel, an element is tiny and
+    # its relative error large, so the absolute tolerance follows the gradient's scale.
+    scale = grads["reference"].abs().max().item()
+    torch.testing.assert_close(grads["native"], grads["reference"], rtol=1e-3, atol=1e-4 * scale)
 
 
 def test_reset_depth_touches_only_the_depth_channels(net):
