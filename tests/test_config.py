@@ -2,7 +2,7 @@
 
 import pytest
 
-from ws3d.config import from_dict, load_config
+from ws3d.config import from_dict, load_config, resume_conflicts
 
 
 def test_defaults_are_the_papers_values():
@@ -52,3 +52,11 @@ def test_mistakes_name_the_key(tmp_path, text, overrides, message):
 def test_missing_file():
     with pytest.raises(FileNotFoundError, match="nope.yaml: no such config file"):
         load_config("nope.yaml")
+
+
+def test_resume_conflicts_name_what_changes_training_and_allow_bookkeeping():
+    saved = load_config(None, ["train.steps=100"]).to_dict()
+    more_steps = load_config(None, ["train.steps=300", "train.progress=false", "data.workers=0", "run_dir=elsewhere"])
+    assert resume_conflicts(saved, more_steps) == []
+    changed = load_config(None, ["train.steps=100", "loss.alpha=5", "model.width=48"])
+    assert resume_conflicts(saved, changed) == ["loss.alpha (10.0 -> 5.0)", "model.width (32 -> 48)"]

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -93,6 +94,37 @@ def test_a_killed_run_resumes_to_the_same_weights(data, tmp_path):
         torch.testing.assert_close(resumed[name], straight[name], rtol=0, atol=1e-6, msg=name)
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss" in r] == list(range(1, 61))  # each step logged once
+
+
+def test_resuming_with_a_config_that_changes_training_is_refused(data, tmp_path):
+    args = [*TINY, f"data.root={data}", f"run_dir={tmp_path}", "train.checkpoint_every=1"]
+    train(load_config(None, [*args, "train.steps=2"]))
+    before = _weights(tmp_path / "last.pt")
+    with pytest.raises(ValueError, match=r"cannot resume .* loss\.alpha \(10\.0 -> 1\.0\)"):
+        train(load_config(None, [*args, "train.steps=3", "loss.alpha=1"]))
+    for name, value in _weights(tmp_path / "last.pt").items():
+        assert torch.equal(value, before[name]), name  # refused before a single step
+    assert (
+        train(load_config(None, [*args, "train.steps=3", "train.eval_every=2"]))["step"] == 3
+    )  # bookkeeping may change
+
+
+def test_pseudo_labels_are_cached_and_remade_for_other_settings(data, pretrained, tmp_path):
+    def labels(*extra):
+        _, dataset, _ = build(_config(data, tmp_path, "weak", pretrained, *extra))
+        return dataset.multi_view.uv, dataset.multi_view.vis
+
+    uv, vis = labels()
+    cache = tmp_path / "pseudo_labels.npz"
+    with np.load(cache) as f:
+        stored = dict(f)
+    np.savez(cache, **{**stored, "uv": stored["uv"] + 1000})  # marks the cache: a reused one shows it
+    assert np.array_equal(labels()[0], uv + 1000)
+    uv_strict, vis_strict = labels("loss.pseudo_threshold=0.99")  # other settings: labelled again
+    assert np.array_equal(uv_strict, uv)
+    assert vis_strict.sum() < vis.sum()
+    cache.write_bytes(b"")  # a cache without a key (or an older one) is made again too
+    assert np.array_equal(labels()[0], uv)
 
 
 def _free_port() -> int:

@@ -129,6 +129,21 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
+# Keys a resumed run may change: where things are, how often to log, evaluate and save,
+# and the total number of steps (the learning-rate drop stays where the first run put
+# it: the scheduler's milestone is part of the checkpoint).
+RESUMABLE = {"run_dir", "data.root", "data.workers", "data.eval_images", "train.device", "train.steps",
+             "train.log_every", "train.eval_every", "train.checkpoint_every", "train.progress"}  # fmt: skip
+
+
+def resume_conflicts(saved: dict, cfg: Config) -> list[str]:
+    """Keys outside :data:`RESUMABLE` whose value in ``cfg`` differs from ``saved`` (a
+    checkpoint's nested config), as "key (saved -> now)" strings."""
+    old, new = _flatten(saved), _flatten(cfg.to_dict())
+    return [f"{k} ({old.get(k, 'absent')!r} -> {new.get(k, 'absent')!r})" for k in sorted(old.keys() | new.keys())
+            if k not in RESUMABLE and old.get(k, "absent") != new.get(k, "absent")]  # fmt: skip
+
+
 def from_dict(tree: dict) -> Config:
     """A validated Config from a nested dict (as stored in checkpoints)."""
     cfg = Config()

@@ -10,13 +10,15 @@ Runs with ``torchrun`` use DistributedDataParallel: each process takes an equal 
 every global batch. ``run_dir/last.pt`` is written atomically every
 ``train.checkpoint_every`` steps; starting a run whose directory holds one resumes it
 exactly (weights, optimiser, schedule, step, RNG; the data order and augmentation are
-functions of (seed, epoch, index), so the resumed run sees the same batches).
+functions of (seed, epoch, index), so the resumed run sees the same batches). Resuming
+with settings that change what is trained is refused (:data:`ws3d.config.RESUMABLE`).
 ``run_dir/metrics.jsonl`` logs losses and validation metrics; ``run_dir/training.png``
 plots them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -30,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from ws3d.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from ws3d.config import Config
+from ws3d.config import Config, resume_conflicts
 from ws3d.data.sampling import MixedBatchSampler, MixedDataset, collate_mixed, group_indices
 from ws3d.data.synthetic import ShardDataset
 from ws3d.data.transforms import PoseTransform
@@ -76,19 +78,37 @@ def _setup_distributed(cfg: Config) -> tuple[int, int, torch.device]:
     return rank, world, device
 
 
+def _labeller_key(model, cfg: Config, views: int) -> str:
+    """A digest of what pseudo-labels depend on: the 2D weights (not the depth channels,
+    which this stage re-initialises), the threshold, the crop size and the view count."""
+    digest = hashlib.sha256(f"{cfg.loss.pseudo_threshold} {cfg.data.size} {views}".encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        if name.startswith("head."):
+            tensor = tensor[: model.joints]
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def pseudo_labels(model, cfg: Config, views: Dataset, cache: Path) -> tuple[np.ndarray, np.ndarray]:
     """2D labels for multi-view images from the 2D-pretrained model: joints with confidence
-    above ``loss.pseudo_threshold`` and inside the image. Made once, cached in ``cache``."""
+    above ``loss.pseudo_threshold`` and inside the image. Made once, cached in ``cache``;
+    a cache made by other weights or settings is made again."""
+    key = _labeller_key(model, cfg, len(views))
     if cache.is_file():
-        with np.load(cache) as f:
-            if len(f["uv"]) == len(views):
-                return f["uv"], f["vis"]
+        try:
+            with np.load(cache) as f:
+                if str(f["key"]) == key:
+                    return f["uv"], f["vis"]
+        except Exception:  # no key (an older cache), truncated or foreign: a cache is only ever remade
+            pass
+        print(f"{cache}: made by another 2D model or other settings, or unreadable; labelling the views again")
     pred = predict(model, views, cfg.data.size, progress=cfg.train.progress)
     size = views[0]["image"].shape[0]
     inside = ((pred["uv"] >= 0) & (pred["uv"] <= size - 1)).all(-1)
     vis = ((pred["conf"] > cfg.loss.pseudo_threshold) & inside).astype(np.uint8)
     tmp = cache.with_name(cache.name + ".tmp.npz")
-    np.savez(tmp, uv=pred["uv"], vis=vis)
+    np.savez(tmp, uv=pred["uv"], vis=vis, key=np.array(key))
     os.replace(tmp, cache)
     return pred["uv"], vis
 
@@ -194,6 +214,9 @@ def train(cfg: Config) -> dict:
     rank, world, device = _setup_distributed(cfg)
     run_dir, last = Path(cfg.run_dir), Path(cfg.run_dir) / "last.pt"
     resume = load_checkpoint(last) if last.is_file() else None  # a bad file fails before any work
+    if resume is not None and (conflicts := resume_conflicts(resume["config"], cfg)):
+        raise ValueError(f"{last}: cannot resume with a different config: {', '.join(conflicts)}; "
+                         "use the run's settings or another run_dir")  # fmt: skip
     model, dataset, sampler = build(cfg, rank, world, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     drop = max(1, round(cfg.train.steps * cfg.train.lr_drop_at))
