@@ -21,8 +21,6 @@ from ws3d.metrics import absolute_scale, auc, mpjpe, n_mpjpe, npck, p_mpjpe, pck
 from ws3d.model import PoseNet2p5D
 from ws3d.skeleton import MEAN_BONE_LENGTHS_MM
 
-METRIC_KEYS = ("mpjpe", "n_mpjpe", "p_mpjpe", "pck150", "auc", "npck150", "px2d")
-
 
 def build_model(cfg: Config, pretrained: bool = True) -> PoseNet2p5D:
     m = cfg.model
@@ -90,12 +88,16 @@ def predict(model: PoseNet2p5D, dataset: Dataset, size: int, batch_size: int = 6
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
+def pose_in_mm(pose: torch.Tensor) -> torch.Tensor:
+    """Scale-normalised poses (B, J, 3) -> mm (float64), scaled by eq. 12 from the mean bone lengths."""
+    pose = pose.double()
+    return absolute_scale(pose, torch.tensor(MEAN_BONE_LENGTHS_MM, dtype=torch.float64))[:, None, None] * pose
+
+
 def metrics_from_predictions(pred: dict[str, np.ndarray]) -> dict[str, float]:
     """The paper's metrics (mm, fractions 0..1, pixels) from :func:`predict`'s output."""
-    pose = torch.from_numpy(pred["pose"]).double()
-    scale = absolute_scale(pose, torch.tensor(MEAN_BONE_LENGTHS_MM, dtype=torch.float64))
-    pose_mm = scale[:, None, None] * pose
-    out = {"images": len(pose), "valid": float(pred["valid"].mean())}
+    pose_mm = pose_in_mm(torch.from_numpy(pred["pose"]))
+    out = {"images": len(pose_mm), "valid": float(pred["valid"].mean())}
     if "joints_cam" in pred:
         gt = torch.from_numpy(pred["joints_cam"]).double()
         out.update(mpjpe=mpjpe(pose_mm, gt), n_mpjpe=n_mpjpe(pose_mm, gt), p_mpjpe=p_mpjpe(pose_mm, gt),

@@ -19,10 +19,8 @@ import torch
 from ws3d.camera import affine_to_3x3
 from ws3d.data.sheet import draw_skeleton
 from ws3d.data.transforms import crop_affine, image_to_tensor
-from ws3d.evaluate import model_from_checkpoint, to_source_pixels
-from ws3d.metrics import absolute_scale
+from ws3d.evaluate import model_from_checkpoint, pose_in_mm, to_source_pixels
 from ws3d.plots import pose_3d
-from ws3d.skeleton import MEAN_BONE_LENGTHS_MM
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -56,8 +54,7 @@ def predict_images(checkpoint: str, images: list[str], out: str | os.PathLike, f
         result = model(image_to_tensor(crop)[None].to(device), K_crop.to(device))
         uv = to_source_pixels(result["uv"].cpu(), torch.from_numpy(A)[None])[0].numpy()
         conf = result["conf"][0].cpu().numpy()
-        pose = result["pose"][0].double().cpu()
-        pose_mm = absolute_scale(pose[None], torch.tensor(MEAN_BONE_LENGTHS_MM, dtype=torch.float64))[0] * pose
+        pose_mm = pose_in_mm(result["pose"].cpu())[0]
         stem = out / Path(path).stem
         zoom = max(1, round(512 / max(h, w)))
         overlay = draw_skeleton(image, uv, conf > 0.5, zoom=zoom)
