@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import platform
 import sys
@@ -72,20 +73,36 @@ def true_depths(joints_cam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return (joints_cam[..., 2] - joints_cam[:, ROOT, None, 2]) / s[:, None], joints_cam / s[:, None, None]
 
 
-def objective(z, uv, conf, views, rotations: str):
-    """alpha L_MC + beta_B L_B of the poses lifted from (uv, z); also the terms, pose, z_root, valid."""
-    pose, z_root, valid = reconstruct_3d(uv, z, views["K"])
+def lift(z, uv, views, root: str) -> torch.Tensor:
+    """The scale-normalised poses (M, J, 3) the losses see.
+
+    root "paper": ``reconstruct_3d`` (the root depth solves |P_neck - P_pelvis| = 1, so it
+    moves with z). root "flat": the root depth of z = 0, a function of the 2D joints
+    alone, so no change of z can move a pose towards the camera (not the paper's method).
+    """
+    if root == "paper":
+        return reconstruct_3d(uv, z, views["K"])[0]
+    rays = torch.cat([uv, torch.ones_like(uv[..., :1])], -1) @ torch.linalg.inv(views["K"]).mT
+    z_root = reconstruct_3d(uv, torch.zeros_like(z), views["K"])[1]
+    return (z_root[:, None] + z)[..., None] * rays
+
+
+def objective(z, uv, conf, views, rotations: str, root: str):
+    """alpha L_MC + beta_B L_B (and the two terms) of the poses lifted from (uv, z)."""
+    pose = lift(z, uv, views, root)
     R, known = (views["R"], views["known"]) if rotations == "known" else (None, None)
     l_mc = multiview_loss(pose, conf, views["pairs"], views["view_group"], R, known)
     l_b = bone_loss(pose, conf, views["view_group"])
-    return ALPHA * l_mc + BETA_B * l_b, l_mc, l_b, pose, z_root, valid
+    return ALPHA * l_mc + BETA_B * l_b, l_mc, l_b
 
 
-def summarise(z, uv, conf, views, rotations: str) -> dict[str, float]:
-    """The objective and how the depths ``z`` (M, J) compare with the truth."""
+def summarise(z, uv, conf, views, rotations: str, root: str) -> dict[str, float]:
+    """The objective, and how the depths ``z`` (M, J), lifted as at inference (``reconstruct_3d``),
+    compare with the truth."""
     z_true, pose_true = true_depths(views["joints_cam"])
     with torch.no_grad():
-        total, l_mc, l_b, pose, z_root, valid = objective(z, uv, conf, views, rotations)
+        total, l_mc, l_b = objective(z, uv, conf, views, rotations, root)
+        pose, z_root, valid = reconstruct_3d(uv, z, views["K"])
         zc, tc = z - z.mean(1, keepdim=True), z_true - z_true.mean(1, keepdim=True)
         corr = (zc * tc).sum(1) / (zc.norm(dim=1) * tc.norm(dim=1)).clamp_min(1e-12)
         error = ((pose - pose[:, ROOT, None]) - (pose_true - pose_true[:, ROOT, None])).norm(dim=-1).mean()
@@ -94,13 +111,13 @@ def summarise(z, uv, conf, views, rotations: str) -> dict[str, float]:
             "depth_corr": float(corr.mean()), "error_mm": float(error * NECK_PELVIS_MM)}  # fmt: skip
 
 
-def descend(z0, uv, conf, views, rotations: str, steps: int, lr: float) -> torch.Tensor:
+def descend(z0, uv, conf, views, rotations: str, root: str, steps: int, lr: float) -> torch.Tensor:
     """Adam on the free depths, lr cosine-annealed to ~0 so that the end point is a rest point."""
     z = z0.clone().requires_grad_()
     optimizer = torch.optim.Adam([z], lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps, eta_min=lr * 1e-3)
     for _ in range(steps):
-        total = objective(z, uv, conf, views, rotations)[0]
+        total = objective(z, uv, conf, views, rotations, root)[0]
         optimizer.zero_grad()
         total.backward()
         optimizer.step()
@@ -136,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="sigmas of the Gaussian added to the true 2D joints, pixels per coordinate")  # fmt: skip
     parser.add_argument("--model", help="also run with this 2D model's predicted joints and confidences")
     parser.add_argument("--rotations", nargs="+", choices=("estimated", "known"), default=["estimated"])
+    parser.add_argument("--root", nargs="+", choices=("paper", "flat"), default=["paper"],
+                        help="how the losses' poses get their root depth (see lift())")  # fmt: skip
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
@@ -152,23 +171,24 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     print(f"{len(z_true)} views in {int(views['view_group'].max()) + 1} groups, {args.steps} Adam steps per run\n")
-    print("| 2D joints | mean 2D error px | rotations | depths | loss | L_MC | L_B | solvable | "
+    print("| 2D joints | mean 2D error px | rotations | root | depths | loss | L_MC | L_B | solvable | "
           "median abs(z_neck - z_pelvis) | median z_root | depth corr | error mm |")  # fmt: skip
-    print("|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    zero = torch.zeros_like(z_true)
     for name, uv, conf in sources:
         px = float((uv - views["uv"]).norm(dim=-1).mean())
-        for rotations in args.rotations:
-            zero = torch.zeros_like(z_true)
-            runs = [("true", z_true), ("0", zero),
-                    ("from true", descend(z_true, uv, conf, views, rotations, args.steps, args.lr)),
-                    ("from 0", descend(zero, uv, conf, views, rotations, args.steps, args.lr))]  # fmt: skip
+        for rotations, root in itertools.product(args.rotations, args.root):
+            setting = (uv, conf, views, rotations, root)
+            runs = [("true", z_true), ("0", zero), ("from true", descend(z_true, *setting, args.steps, args.lr)),
+                    ("from 0", descend(zero, *setting, args.steps, args.lr))]  # fmt: skip
             for start, z in runs:
-                row = {"2d": name, "px2d": px, "rotations": rotations, "depths": start,
-                       **summarise(z, uv, conf, views, rotations)}  # fmt: skip
+                row = {"2d": name, "px2d": px, "rotations": rotations, "root": root, "depths": start,
+                       **summarise(z, *setting)}  # fmt: skip
                 rows.append(row)
-                print(f"| {name} | {px:.2f} | {rotations} | {start} | {row['loss']:.3g} | {row['l_mc']:.3g} | "
-                      f"{row['l_b']:.3g} | {row['solvable']:.0%} | {row['dz_ref']:.2f} | {row['z_root']:.2f} | "
-                      f"{row['depth_corr']:.2f} | {row['error_mm']:.0f} |", flush=True)  # fmt: skip
+                cells = (name, f"{px:.2f}", rotations, root, start, *(f"{row[k]:.3g}" for k in ("loss", "l_mc", "l_b")),
+                         f"{row['solvable']:.0%}", *(f"{row[k]:.2f}" for k in ("dz_ref", "z_root", "depth_corr")),
+                         f"{row['error_mm']:.0f}")  # fmt: skip
+                print("| " + " | ".join(cells) + " |", flush=True)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         settings = {k: v for k, v in vars(args).items() if k != "out"}

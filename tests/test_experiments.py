@@ -30,11 +30,12 @@ def data(tmp_path_factory):
 def test_truth_fits_and_noise_pulls_the_depths_towards_the_viewing_rays(probe, data, tmp_path, capsys):
     out = tmp_path / "probe.json"
     assert probe.main(["--data", str(data), "--groups", "16", "--noise", "0", "4", "--steps", "300",
-                       "--out", str(out)]) == 0  # fmt: skip
+                       "--root", "paper", "flat", "--out", str(out)]) == 0  # fmt: skip
     result = json.loads(out.read_text())
     assert {"date", "torch", "settings"} <= set(result)
-    rows = {(r["px2d"] > 0, r["depths"]): r for r in result["rows"]}
-    assert len(rows) == 8 and "| from 0 |" in capsys.readouterr().out
+    rows = {(r["px2d"] > 0, r["depths"]): r for r in result["rows"] if r["root"] == "paper"}
+    flat = {(r["px2d"] > 0, r["depths"]): r for r in result["rows"] if r["root"] == "flat"}
+    assert len(rows) == len(flat) == 8 and "| from 0 |" in capsys.readouterr().out
     truth = rows[False, "true"]  # exact 2D, true depths: consistent views, nothing to correct
     assert truth["l_mc"] < 1e-6 and truth["error_mm"] < 1e-3 and truth["depth_corr"] > 0.999
     assert truth["solvable"] == 1.0 and rows[False, "0"]["error_mm"] > 100
@@ -42,6 +43,8 @@ def test_truth_fits_and_noise_pulls_the_depths_towards_the_viewing_rays(probe, d
     # viewing ray (|z_neck - z_pelvis| -> 1), far more than with exact 2D.
     exact, noisy = rows[False, "from true"], rows[True, "from true"]
     assert noisy["dz_ref"] > exact["dz_ref"] + 0.3 and noisy["solvable"] < exact["solvable"] - 0.2
+    # A root depth fixed by the 2D joints leaves the depths no way to the viewing ray.
+    assert flat[True, "from true"]["solvable"] > noisy["solvable"] + 0.2
 
 
 def test_groups_of_one_view_are_refused(probe, tmp_path):
