@@ -33,27 +33,28 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ws3d.config import LossConfig
 from ws3d.data.sampling import group_indices, view_pairs
 from ws3d.data.synthetic import ShardDataset
 from ws3d.losses import bone_loss, multiview_loss
 from ws3d.ops import reconstruct_3d
 from ws3d.skeleton import NECK, REFERENCE_BONE, ROOT
 
-ALPHA, BETA_B = 10.0, 100.0  # the paper's weights, as in the trainer
+ALPHA, BETA_B = LossConfig.alpha, LossConfig.beta_b  # the trainer's defaults, the paper's weights
 NECK_PELVIS_MM = 490.0
 
 
-def load_views(root: str, groups: int, max_views: int) -> dict[str, torch.Tensor]:
+def load_views(data: str, groups: int, max_views: int) -> dict[str, torch.Tensor]:
     """The first ``groups`` groups of the ``mv`` split, at most ``max_views`` views each.
 
     Returns float64 tensors K (M, 3, 3), uv (M, J, 2) image pixels, joints_cam (M, J, 3),
     R (M, 3, 3) world-to-camera, known (M,) bool, view_group (M,), pairs (P, 2), and the
     rows ``index`` (M,) of the split (to run a 2D model on the same images).
     """
-    views = ShardDataset(root, "mv")
+    views = ShardDataset(data, "mv")
     chosen = [g[:max_views] for g in group_indices(views.arrays["group"])[:groups]]
     if not chosen or any(len(g) < 2 for g in chosen):
-        raise ValueError(f"{root}: need groups of at least 2 views in the mv split")
+        raise ValueError(f"{data}: need groups of at least 2 views in the mv split")
     index = np.concatenate(chosen)
     samples = [views[int(i)] for i in index]
 
@@ -125,13 +126,13 @@ def descend(z0, uv, conf, views, rotations: str, root: str, steps: int, lr: floa
     return z.detach()
 
 
-def model_2d(checkpoint: str, root: str, views) -> tuple[torch.Tensor, torch.Tensor]:
+def model_2d(checkpoint: str, data: str, views) -> tuple[torch.Tensor, torch.Tensor]:
     """uv (M, J, 2) and phi (M, J) of a trained model on the chosen views (plain crops)."""
     from ws3d.data.transforms import PoseTransform
     from ws3d.evaluate import model_from_checkpoint
 
     model, cfg = model_from_checkpoint(checkpoint)
-    split = ShardDataset(root, "mv")
+    split = ShardDataset(data, "mv")
     transform = PoseTransform(cfg.data.size, stride=model.stride, train=False)
     images = torch.stack([transform(split[int(i)])["image"] for i in views["index"]])
     with torch.no_grad():
