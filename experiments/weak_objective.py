@@ -32,10 +32,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import Subset
 
 from ws3d.config import LossConfig
 from ws3d.data.sampling import group_indices, view_pairs
 from ws3d.data.synthetic import ShardDataset
+from ws3d.evaluate import model_from_checkpoint, predict
 from ws3d.losses import bone_loss, multiview_loss
 from ws3d.ops import reconstruct_3d
 from ws3d.skeleton import NECK, REFERENCE_BONE, ROOT
@@ -127,17 +129,11 @@ def descend(z0, uv, conf, views, rotations: str, root: str, steps: int, lr: floa
 
 
 def model_2d(checkpoint: str, data: str, views) -> tuple[torch.Tensor, torch.Tensor]:
-    """uv (M, J, 2) and phi (M, J) of a trained model on the chosen views (plain crops)."""
-    from ws3d.data.transforms import PoseTransform
-    from ws3d.evaluate import model_from_checkpoint
-
+    """uv (M, J, 2) image pixels and phi (M, J) of a trained model on the chosen views (plain crops)."""
     model, cfg = model_from_checkpoint(checkpoint)
-    split = ShardDataset(data, "mv")
-    transform = PoseTransform(cfg.data.size, stride=model.stride, train=False)
-    images = torch.stack([transform(split[int(i)])["image"] for i in views["index"]])
     with torch.no_grad():
-        out = model(images, views["K"].float())
-    return out["uv"].double(), out["conf"].double().clamp_min(0)
+        out = predict(model, Subset(ShardDataset(data, "mv"), views["index"].tolist()), cfg.data.size)
+    return torch.as_tensor(out["uv"]).double(), torch.as_tensor(out["conf"]).double().clamp_min(0)
 
 
 def machine() -> dict:
