@@ -138,7 +138,11 @@ def _ddp_worker(rank, world, port, overrides):
                       MASTER_PORT=str(port))  # fmt: skip
     torch.set_num_threads(1)
     train(load_config(None, overrides))
-    torch.distributed.destroy_process_group()
+    assert not torch.distributed.is_initialized(), "train() did not leave the process group it joined"
+    # Everything under test is on disk now, so skip the interpreter's teardown: once on CI
+    # (never in 60+ runs here) a gloo worker aborted at the end of this test ("terminate
+    # called without an active exception") while its peer was still exiting.
+    os._exit(0)
 
 
 def test_two_process_ddp_equals_one_process(data, pretrained, tmp_path):

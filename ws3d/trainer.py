@@ -63,8 +63,9 @@ class Unlabelled(Dataset):
         return sample
 
 
-def _setup_distributed(cfg: Config) -> tuple[int, int, torch.device]:
-    """(rank, world size, device); joins the process group that torchrun describes."""
+def _setup_distributed(cfg: Config) -> tuple[int, int, torch.device, bool]:
+    """(rank, world size, device, whether this call joined the process group that torchrun
+    describes)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     wants_cuda = cfg.train.device == "cuda" or (cfg.train.device == "auto" and torch.cuda.is_available())
@@ -73,9 +74,10 @@ def _setup_distributed(cfg: Config) -> tuple[int, int, torch.device]:
     device = torch.device(f"cuda:{local}") if wants_cuda else torch.device("cpu")
     if wants_cuda:
         torch.cuda.set_device(device)
-    if world > 1 and not dist.is_initialized():
+    joined = world > 1 and not dist.is_initialized()
+    if joined:
         dist.init_process_group("nccl" if wants_cuda else "gloo")
-    return rank, world, device
+    return rank, world, device, joined
 
 
 def _labeller_key(model, cfg: Config, views: int) -> str:
@@ -210,8 +212,18 @@ def build(cfg: Config, rank: int = 0, world: int = 1, device: torch.device | str
 
 
 def train(cfg: Config) -> dict:
-    """Run (or resume) one stage. Returns {"step", "seconds", "val": metrics or None}."""
-    rank, world, device = _setup_distributed(cfg)
+    """Run (or resume) one stage. Returns {"step", "seconds", "val": metrics or None}.
+
+    A process group this call joins (under torchrun) is left again before it returns."""
+    rank, world, device, joined = _setup_distributed(cfg)
+    try:
+        return _train(cfg, rank, world, device)
+    finally:
+        if joined:  # torch asks for this before exit (NCCL warns otherwise); a caller's own group stays
+            dist.destroy_process_group()
+
+
+def _train(cfg: Config, rank: int, world: int, device: torch.device) -> dict:
     run_dir, last = Path(cfg.run_dir), Path(cfg.run_dir) / "last.pt"
     resume = load_checkpoint(last) if last.is_file() else None  # a bad file fails before any work
     if resume is not None and (conflicts := resume_conflicts(resume["config"], cfg)):
