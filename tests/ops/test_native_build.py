@@ -27,6 +27,16 @@ def test_failed_build_warns_once_and_falls_back(monkeypatch, tmp_path):
         assert select_backend(torch.device("cpu")) == "reference"
 
 
+def test_a_left_over_build_lock_is_named_before_the_wait(tmp_path):
+    """torch's load() waits without a word while the lock exists; a killed build leaves it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _ext.warn_if_locked(tmp_path)  # no lock: quiet
+    (tmp_path / "lock").touch()
+    with pytest.warns(UserWarning, match=f"waiting for {tmp_path / 'lock'} .*delete that file"):
+        _ext.warn_if_locked(tmp_path)
+
+
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed on this machine")
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
 @pytest.mark.parametrize("source", _ext.CUDA_SOURCES)
@@ -35,9 +45,19 @@ def test_cuda_kernels_compile_with_nvcc(source, arch, tmp_path):
     import subprocess
 
     result = subprocess.run(
-        ["nvcc", "-c", "-O3", "-std=c++17", f"-arch={arch}", "-DWS3D_WITH_CUDA", str(_ext.SOURCES / source),
-         "-o", str(tmp_path / "kernel.o")],
-        capture_output=True, text=True,
+        [
+            "nvcc",
+            "-c",
+            "-O3",
+            "-std=c++17",
+            f"-arch={arch}",
+            "-DWS3D_WITH_CUDA",
+            str(_ext.SOURCES / source),
+            "-o",
+            str(tmp_path / "kernel.o"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
 

@@ -13,6 +13,7 @@ Prebuild (and see the compiler's output) with ``python -m ws3d.ops.build``.
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -36,16 +37,36 @@ def _with_cuda() -> bool:
     return torch.cuda.is_available() and CUDA_HOME is not None and os.environ.get("WS3D_NO_CUDA_BUILD") != "1"
 
 
+def warn_if_locked(build_directory: Path) -> None:
+    """Warn when torch's build lock exists: ``load`` then waits, silently and for as long
+    as the file is there, and a build that was killed (Ctrl-C during the first use) leaves
+    it behind."""
+    lock = build_directory / "lock"
+    if lock.exists():
+        minutes = (time.time() - lock.stat().st_mtime) / 60
+        warnings.warn(
+            f"ws3d: waiting for {lock} (made {minutes:.0f} min ago): another process is building the native "
+            "kernels, or a build was killed; if none is running, delete that file",
+            stacklevel=3,
+        )
+
+
 def build(verbose: bool = False) -> ModuleType:
     """Compile (or load from the cache) the extension; raises if that fails."""
-    from torch.utils.cpp_extension import load
+    from torch.utils.cpp_extension import _get_build_directory, load
 
     if not (SOURCES / "binding.cpp").exists():
         raise FileNotFoundError(f"no C++ sources at {SOURCES} (the native kernels need a source checkout)")
     cuda = _with_cuda()
-    sources = [str(SOURCES / name) for name in CPU_SOURCES + (CUDA_SOURCES if cuda else [])]
+    name = "ws3d_native_cuda" if cuda else "ws3d_native"
+    # torch's own cache folder (a private helper, unchanged since torch 1.x), so that the
+    # lock checked here is the one load() waits on.
+    build_directory = Path(_get_build_directory(name, verbose=False))
+    warn_if_locked(build_directory)
+    sources = [str(SOURCES / file) for file in CPU_SOURCES + (CUDA_SOURCES if cuda else [])]
     return load(
-        name="ws3d_native_cuda" if cuda else "ws3d_native",
+        name=name,
+        build_directory=str(build_directory),
         sources=sources,
         extra_cflags=CFLAGS + (["-DWS3D_WITH_CUDA"] if cuda else []),
         extra_cuda_cflags=["-O3", "-DWS3D_WITH_CUDA"],
