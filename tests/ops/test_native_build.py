@@ -45,19 +45,9 @@ def test_cuda_kernels_compile_with_nvcc(source, arch, tmp_path):
     import subprocess
 
     result = subprocess.run(
-        [
-            "nvcc",
-            "-c",
-            "-O3",
-            "-std=c++17",
-            f"-arch={arch}",
-            "-DWS3D_WITH_CUDA",
-            str(_ext.SOURCES / source),
-            "-o",
-            str(tmp_path / "kernel.o"),
-        ],
-        capture_output=True,
-        text=True,
+        ["nvcc", "-c", "-O3", "-std=c++17", f"-arch={arch}", "-DWS3D_WITH_CUDA", str(_ext.SOURCES / source),
+         "-o", str(tmp_path / "kernel.o")],
+        capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stderr
 
