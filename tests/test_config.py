@@ -1,5 +1,7 @@
 """Configs: the paper's defaults, YAML plus key=value overrides, and one clear error per mistake."""
 
+from pathlib import Path
+
 import pytest
 
 from ws3d.config import from_dict, load_config, resume_conflicts
@@ -60,3 +62,17 @@ def test_resume_conflicts_name_what_changes_training_and_allow_bookkeeping():
     assert resume_conflicts(saved, more_steps) == []
     changed = load_config(None, ["train.steps=100", "loss.alpha=5", "model.width=48"])
     assert resume_conflicts(saved, changed) == ["loss.alpha (10.0 -> 5.0)", "model.width (32 -> 48)"]
+
+
+def test_a_checkpoint_older_than_a_key_resumes_with_its_default():
+    saved = load_config(None, ["train.steps=100"]).to_dict()
+    del saved["data"]["records_2d"], saved["data"]["records_mv"]  # written before these keys existed
+    assert resume_conflicts(saved, load_config(None, ["train.steps=100"])) == []
+    changed = load_config(None, ["train.steps=100", "data.records_mv=h36m.npz"])
+    assert resume_conflicts(saved, changed) == ["data.records_mv (None -> 'h36m.npz')"]
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "train").glob("*.yaml")), ids=lambda p: p.name)
+def test_the_shipped_configs_load(path):
+    cfg = load_config(path)
+    assert cfg.run_dir.startswith("runs/") and cfg.train.stage in path.stem

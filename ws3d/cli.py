@@ -3,8 +3,9 @@
     ws3d data synth --out DIR --split {2d,mv,test} --n N [--size S] [--seed K] [--rig h36m|orbit|mixed]
     ws3d data sheet DIR [--split SPLIT] [--out FILE] [--count N]
     ws3d data tracklets DETECTIONS --out FILE [--min-length 5]
+    ws3d data records {mpii,h36m,h36m-multiview,3dhp-train,3dhp-test} SOURCE --out FILE [--images DIR] ...
     ws3d train CONFIG [section.key=value ...]
-    ws3d eval CKPT --data DIR [--split test] [--json]
+    ws3d eval CKPT --data DIR|RECORDS.npz [--split test] [--json]
     ws3d predict CKPT IMAGE... [--out DIR] [--focal F]
     ws3d bench [SWEEP ARGS ...]
 
@@ -53,6 +54,40 @@ def _data_tracklets(args) -> None:
     print(f"wrote {len(tracklets)} tracklets ({views} views) to {args.out}")
 
 
+def _data_records(args) -> None:
+    from ws3d.data import h36m, mpi3dhp, mpii
+    from ws3d.data.records import concat_records, save_records
+
+    source = Path(args.source)
+    if args.kind.startswith("3dhp") and not args.sequences:
+        raise ValueError(f"{args.kind} needs --sequences (3dhp-train: SUBJECT/SEQUENCE such as 1/2; 3dhp-test: 1..6)")
+    if args.kind.startswith("h36m") and not args.images:
+        raise ValueError(f"{args.kind} needs --images: the folder its image paths are relative to")
+    if args.kind == "mpii":  # annot/train.json with the images in images/ beside annot/
+        records, images = mpii.load_mpii(source), source.parent.parent
+    elif args.kind == "h36m":
+        records, images = h36m.load_mmpose(source, args.cameras), args.images
+    elif args.kind == "h36m-multiview":
+        records, images = h36m.load_multiview_labels(source), args.images
+    elif args.kind == "3dhp-train":
+        parts = []
+        for item in args.sequences:
+            subject, sep, sequence = item.partition("/")
+            if not (sep and subject.isdigit() and sequence.isdigit()):
+                raise ValueError(f"--sequences: {item!r} is not SUBJECT/SEQUENCE (e.g. 1/2)")
+            parts.append(mpi3dhp.load_train_sequence(source, int(subject), int(sequence)))
+        records, images = concat_records(parts), source
+    else:
+        if not all(item.isdigit() for item in args.sequences):
+            raise ValueError(f"--sequences: test sequences are numbers (1..6), got {' '.join(args.sequences)}")
+        records = concat_records([mpi3dhp.load_test_sequence(source, int(item)) for item in args.sequences])
+        images = source
+    images = args.images or images
+    save_records(args.out, records, images)
+    groups = f" in {len(set(records['group'].tolist()))} groups" if "group" in records else ""
+    print(f"wrote {len(records['image'])} records{groups} to {args.out} (images under {Path(images).resolve()})")
+
+
 def _train(args) -> None:
     from ws3d.config import load_config
     from ws3d.trainer import train
@@ -79,11 +114,13 @@ def _format_metrics(m: dict) -> str:
 def _eval(args) -> None:
     import json
 
+    from ws3d.data.records import open_records
     from ws3d.data.synthetic import ShardDataset
     from ws3d.evaluate import evaluate, model_from_checkpoint
 
     model, cfg = model_from_checkpoint(args.checkpoint, args.device)
-    metrics = evaluate(model, ShardDataset(args.data, args.split), cfg.data.size, progress=not args.json)
+    data = open_records(args.data) if Path(args.data).is_file() else ShardDataset(args.data, args.split)
+    metrics = evaluate(model, data, cfg.data.size, progress=not args.json)
     if args.json:
         keys = ("mpjpe", "n_mpjpe", "p_mpjpe", "pck150", "auc", "px2d")
         print(json.dumps({k: metrics[k] for k in keys if k in metrics}))
@@ -134,6 +171,16 @@ def build_parser() -> argparse.ArgumentParser:
     track.add_argument("--out", required=True, help="output .npz")
     track.add_argument("--min-length", type=int, default=5, help="drop tracklets shorter than this many frames")
     track.set_defaults(run=_data_tracklets)
+    records = data.add_parser("records", help="convert a real data set's annotations into a record-set file for "
+                              "training (data.records_*) and ws3d eval")  # fmt: skip
+    records.add_argument("kind", choices=["mpii", "h36m", "h36m-multiview", "3dhp-train", "3dhp-test"])
+    records.add_argument("source", help="mpii: annot/*.json; h36m: MMPose h36m_*.npz; h36m-multiview: "
+                         "learnable-triangulation labels .npy; 3dhp-*: the data set root")  # fmt: skip
+    records.add_argument("--out", required=True, help="output .npz")
+    records.add_argument("--images", help="folder the image paths are relative to (mpii and 3dhp: found)")
+    records.add_argument("--cameras", help="h36m: cameras.pkl (default: next to SOURCE or one folder up)")
+    records.add_argument("--sequences", nargs="+", help="3dhp-train: SUBJECT/SEQUENCE ...; 3dhp-test: 1..6")
+    records.set_defaults(run=_data_records)
 
     device = "cuda" if _cuda() else "cpu"
     train = commands.add_parser("train", help="train one stage (pretrain2d, weak or full) from a YAML config")
@@ -142,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_train)
     ev = commands.add_parser("eval", help="MPJPE, N-MPJPE, P-MPJPE, PCK, AUC and 2D error of a checkpoint")
     ev.add_argument("checkpoint")
-    ev.add_argument("--data", required=True, help="directory written by `ws3d data synth`")
+    ev.add_argument("--data", required=True, help="directory written by `ws3d data synth`, or a record-set .npz "
+                    "(`ws3d data records`)")  # fmt: skip
     ev.add_argument("--split", default="test", choices=["2d", "mv", "test"])
     ev.add_argument("--json", action="store_true", help="print one JSON object (mm, fractions, px)")
     ev.add_argument("--device", default=device)

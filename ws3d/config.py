@@ -24,6 +24,10 @@ STAGES = ("pretrain2d", "weak", "full")
 @dataclass
 class DataConfig:
     root: str = "data/synthetic"  # shards written by `ws3d data synth` (2d.json, mv.json, test.json)
+    # Record-set files (`ws3d data records`) that replace a synthetic split: real data sets.
+    records_2d: str | None = None  # 2D-labelled images (e.g. MPII)
+    records_mv: str | None = None  # multi-view groups (e.g. Human3.6M, MPI-INF-3DHP)
+    records_test: str | None = None  # validation images with 3D labels
     size: int = 96  # crop side fed to the network, pixels
     images: int = 128  # 2D-labelled images per batch (paper: 128)
     groups: int = 32  # multi-view groups per batch (paper: 32)
@@ -132,14 +136,17 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 # Keys a resumed run may change: where things are, how often to log, evaluate and save,
 # and the total number of steps (the learning-rate drop stays where the first run put
 # it: the scheduler's milestone is part of the checkpoint).
-RESUMABLE = {"run_dir", "data.root", "data.workers", "data.eval_images", "train.device", "train.steps",
-             "train.log_every", "train.eval_every", "train.checkpoint_every", "train.progress"}  # fmt: skip
+RESUMABLE = {"run_dir", "data.root", "data.records_test", "data.workers", "data.eval_images", "train.device",
+             "train.steps", "train.log_every", "train.eval_every", "train.checkpoint_every",
+             "train.progress"}  # fmt: skip
 
 
 def resume_conflicts(saved: dict, cfg: Config) -> list[str]:
     """Keys outside :data:`RESUMABLE` whose value in ``cfg`` differs from ``saved`` (a
-    checkpoint's nested config), as "key (saved -> now)" strings."""
-    old, new = _flatten(saved), _flatten(cfg.to_dict())
+    checkpoint's nested config), as "key (saved -> now)" strings. A key the checkpoint
+    predates counts as its default."""
+    defaults = _flatten(Config().to_dict())
+    old, new = defaults | _flatten(saved), _flatten(cfg.to_dict())
     return [f"{k} ({old.get(k, 'absent')!r} -> {new.get(k, 'absent')!r})" for k in sorted(old.keys() | new.keys())
             if k not in RESUMABLE and old.get(k, "absent") != new.get(k, "absent")]  # fmt: skip
 

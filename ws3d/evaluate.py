@@ -58,26 +58,30 @@ def predict(model: PoseNet2p5D, dataset: Dataset, size: int, batch_size: int = 6
     """Run ``model`` over every item of ``dataset`` (samples as in ws3d.data).
 
     Returns numpy arrays: ``uv`` (N, J, 2) pixels of the data set's images, ``conf``
-    (N, J), ``pose`` (N, J, 3) scale-normalised, ``valid`` (N,), and the ground truth
-    ``uv_gt``, ``vis`` and, where the data set has it, ``joints_cam`` (N, J, 3) mm.
+    (N, J), ``pose`` (N, J, 3) scale-normalised, ``valid`` (N,), ``image_wh`` (N, 2) the
+    images' widths and heights, and the ground truth ``uv_gt``, ``vis`` and, where the
+    data set has it, ``joints_cam`` (N, J, 3) mm.
     """
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     transform = PoseTransform(size, stride=model.stride, train=False)
     parts: dict[str, list] = {}
-    items = (transform(dataset[i]) for i in range(len(dataset)))
+    samples = (dataset[i] for i in range(len(dataset)))
+    items = ((s["image"].shape[1::-1], transform(s)) for s in samples)  # ((W, H), transformed)
     bar = tqdm(total=len(dataset), desc="predict", unit="img", disable=not progress)
     while True:
         chunk = [it for _, it in zip(range(batch_size), items, strict=False)]
         if not chunk:
             break
+        image_wh, chunk = torch.tensor([wh for wh, _ in chunk]), [it for _, it in chunk]
         batch = {k: torch.stack([it[k] for it in chunk]) for k in chunk[0] if torch.is_tensor(chunk[0][k])}
         out = model(batch["image"].to(device), batch["K"].to(device))
         crop = batch["crop"]
         fields = {"uv": to_source_pixels(out["uv"].cpu(), crop).float(), "conf": out["conf"].cpu(),
                   "pose": out["pose"].cpu(), "valid": out["valid"].cpu(),
-                  "uv_gt": to_source_pixels(batch["uv"], crop).float(), "vis": batch["vis"]}  # fmt: skip
+                  "uv_gt": to_source_pixels(batch["uv"], crop).float(), "vis": batch["vis"],
+                  "image_wh": image_wh}  # fmt: skip
         if "joints_cam" in batch:
             fields["joints_cam"] = batch["joints_cam"]
         for k, v in fields.items():

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from ws3d.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ws3d.config import Config, resume_conflicts
+from ws3d.data.records import open_records
 from ws3d.data.sampling import MixedBatchSampler, MixedDataset, collate_mixed, group_indices
 from ws3d.data.synthetic import ShardDataset
 from ws3d.data.transforms import PoseTransform
@@ -83,7 +84,7 @@ def _setup_distributed(cfg: Config) -> tuple[int, int, torch.device, bool]:
 def _labeller_key(model, cfg: Config, views: int) -> str:
     """A digest of what pseudo-labels depend on: the 2D weights (not the depth channels,
     which this stage re-initialises), the threshold, the crop size and the view count."""
-    digest = hashlib.sha256(f"{cfg.loss.pseudo_threshold} {cfg.data.size} {views}".encode())
+    digest = hashlib.sha256(f"{cfg.loss.pseudo_threshold} {cfg.data.size} {views} {cfg.data.records_mv}".encode())
     for name, tensor in sorted(model.state_dict().items()):
         if name.startswith("head."):
             tensor = tensor[: model.joints]
@@ -106,8 +107,7 @@ def pseudo_labels(model, cfg: Config, views: Dataset, cache: Path) -> tuple[np.n
             pass
         print(f"{cache}: made by another 2D model or other settings, or unreadable; labelling the views again")
     pred = predict(model, views, cfg.data.size, progress=cfg.train.progress)
-    size = views[0]["image"].shape[0]
-    inside = ((pred["uv"] >= 0) & (pred["uv"] <= size - 1)).all(-1)
+    inside = ((pred["uv"] >= 0) & (pred["uv"] <= pred["image_wh"][:, None] - 1)).all(-1)
     vis = ((pred["conf"] > cfg.loss.pseudo_threshold) & inside).astype(np.uint8)
     tmp = cache.with_name(cache.name + ".tmp.npz")
     np.savez(tmp, uv=pred["uv"], vis=vis, key=np.array(key))
@@ -115,15 +115,22 @@ def pseudo_labels(model, cfg: Config, views: Dataset, cache: Path) -> tuple[np.n
     return pred["uv"], vis
 
 
+def split_dataset(cfg: Config, split: str) -> Dataset:
+    """The images of one role (``2d``, ``mv`` or ``test``): the record-set file that
+    ``data.records_<split>`` names (read lazily), else the synthetic shards in ``data.root``."""
+    path = getattr(cfg.data, f"records_{split}")
+    return open_records(path, multi_view=split == "mv") if path else ShardDataset(cfg.data.root, split)
+
+
 def _data(cfg: Config, model, rank: int, world: int, run_dir: Path):
     """The mixed data set and this process's batch sampler for the stage."""
     d, stage = cfg.data, cfg.train.stage
-    two_d = ShardDataset(d.root, "2d") if d.images else None
+    two_d = split_dataset(cfg, "2d") if d.images else None
     multi_view, groups = None, []
     if stage == "weak":
         if not d.groups:
             raise ValueError("train.stage=weak needs multi-view groups: data.groups must be positive")
-        views = ShardDataset(d.root, "mv")
+        views = split_dataset(cfg, "mv")
         uv = vis = None
         if d.pseudo_labels:
             cache = run_dir / "pseudo_labels.npz"
@@ -142,7 +149,7 @@ def _data(cfg: Config, model, rank: int, world: int, run_dir: Path):
     sampler = MixedBatchSampler(len(two_d) if two_d else 0, groups, d.images, d.groups if stage == "weak" else 0,
                                 d.max_views, seed=cfg.train.seed, rank=rank, world_size=world)  # fmt: skip
     if len(sampler) == 0:
-        raise ValueError(f"{d.root}: too few images for one batch of data.images={d.images}, data.groups={d.groups}")
+        raise ValueError(f"too few images for one batch of data.images={d.images}, data.groups={d.groups}")
     return dataset, sampler
 
 
@@ -153,10 +160,18 @@ def compute_losses(model, batch: dict, cfg: Config, device: torch.device) -> tup
     images = torch.cat([p["image"] for p in parts]).to(device, non_blocking=True)
     K = torch.cat([p["K"] for p in parts]).to(device)
     needs_pose = mv is not None
+    n = len(two_d["image"]) if two_d is not None else 0
+    if needs_pose and n:
+        # The 2D images' poses are never used, but the lifting runs on the whole batch and
+        # refuses a NaN K (MPII has none): give such images a nominal camera of the crop.
+        side = images.shape[-1]
+        nominal = torch.tensor([[side, 0.0, side / 2], [0.0, side, side / 2], [0.0, 0.0, 1.0]], device=device)
+        unknown = ~torch.isfinite(K).all((-2, -1)) & (torch.arange(len(K), device=device) < n)
+        K = torch.where(unknown[:, None, None], nominal, K)
     autocast = torch.autocast("cuda", dtype=_amp_dtype(), enabled=device.type == "cuda" and cfg.train.amp)
     with autocast:
         out = model(images, K if needs_pose else None)
-    terms, n = {}, len(two_d["image"]) if two_d is not None else 0
+    terms = {}
     L = cfg.loss
     total = torch.zeros((), device=device)
     if two_d is not None:
@@ -249,8 +264,9 @@ def _train(cfg: Config, rank: int, world: int, device: torch.device) -> dict:
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.train.amp
                                   and _amp_dtype() == torch.float16)  # fmt: skip
     test = None
-    if rank == 0 and cfg.data.eval_images and (Path(cfg.data.root) / "test.json").is_file():
-        full_test = ShardDataset(cfg.data.root, "test")
+    has_test = cfg.data.records_test is not None or (Path(cfg.data.root) / "test.json").is_file()
+    if rank == 0 and cfg.data.eval_images and has_test:
+        full_test = split_dataset(cfg, "test")
         test = Subset(full_test, range(min(cfg.data.eval_images, len(full_test))))
 
     def checkpoint():

@@ -10,6 +10,10 @@ A record set is a dict of numpy arrays with N rows (J = 17, Human3.6M order):
 - ``joints_cam`` (N, J, 3) mm, camera coordinates, NaN where unknown;
 - multi-view sets add ``group`` (N,), ``R`` (N, 3, 3), ``t`` (N, 3) world-to-camera
   (mm) and ``extrinsics_known`` (N,).
+
+A record-set file (:func:`save_records`, ``ws3d data records``) is an .npz of those
+arrays plus ``root``, the folder the image paths are relative to; the trainer and
+``ws3d eval`` read it lazily with :func:`open_records` (images stay on disk).
 """
 
 from __future__ import annotations
@@ -79,20 +83,76 @@ class RecordDataset(torch.utils.data.Dataset):
     """Samples of a record set: reads ``root / image`` (RGB) and returns the record's fields.
 
     Items are dicts like the synthetic ones plus ``centre`` / ``side``, so
-    :class:`ws3d.data.transforms.PoseTransform` cuts the person-centred crop.
+    :class:`ws3d.data.transforms.PoseTransform` cuts the person-centred crop. ``arrays``
+    holds the record set, as in :class:`ws3d.data.ShardDataset`.
     """
 
     def __init__(self, records: dict[str, np.ndarray], root: str | os.PathLike):
-        self.records, self.root = records, Path(root)
+        self.arrays, self.root = records, Path(root)
 
     def __len__(self) -> int:
-        return len(self.records["image"])
+        return len(self.arrays["image"])
 
     def __getitem__(self, i: int) -> dict:
-        path = self.root / str(self.records["image"][i])
+        path = self.root / str(self.arrays["image"][i])
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             raise FileNotFoundError(f"{path}: missing or not an image")
-        sample = {k: v[i] for k, v in self.records.items() if k != "image"}
+        sample = {k: v[i] for k, v in self.arrays.items() if k != "image"}
         sample["image"] = np.ascontiguousarray(image[..., ::-1])
         return sample
+
+
+RECORD_FIELDS = {"image": (), "uv": (NUM_JOINTS, 2), "vis": (NUM_JOINTS,), "centre": (2,), "side": (),
+                 "K": (3, 3), "joints_cam": (NUM_JOINTS, 3)}  # fmt: skip
+MULTIVIEW_FIELDS = {"group": (), "R": (3, 3), "t": (3,), "extrinsics_known": ()}
+
+
+def _check_rows(records: dict[str, np.ndarray], where: str | os.PathLike) -> None:
+    n = len(records["image"])
+    for key, value in records.items():
+        if len(value) != n:
+            raise ValueError(f"{where}: field {key!r} has {len(value)} rows but 'image' has {n}")
+
+
+def concat_records(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """One record set from several with the same fields; ``group`` ids are offset so that
+    groups of different parts stay apart."""
+    keys = set(parts[0])
+    if any(set(p) != keys for p in parts):
+        raise ValueError("record sets with different fields cannot be joined: " + " vs ".join(
+            str(sorted(p)) for p in parts))  # fmt: skip
+    out = {k: np.concatenate([p[k] for p in parts]) for k in keys}
+    if "group" in keys:
+        offsets = np.cumsum([0] + [int(p["group"].max()) + 1 if len(p["group"]) else 0 for p in parts[:-1]])
+        out["group"] = np.concatenate([p["group"] + o for p, o in zip(parts, offsets, strict=True)])
+    return out
+
+
+def save_records(path: str | os.PathLike, records: dict[str, np.ndarray], root: str | os.PathLike) -> None:
+    """Write a record set and its image root (stored absolute) to an .npz, atomically."""
+    path, root = Path(path), Path(root).resolve()
+    require(records, RECORD_FIELDS, path)
+    _check_rows(records, path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder (the images' root)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, root=np.array(str(root)), **records)
+    os.replace(tmp, path)
+
+
+def open_records(path: str | os.PathLike, multi_view: bool = False) -> RecordDataset:
+    """The :class:`RecordDataset` of a file written by :func:`save_records`. Missing or
+    misshapen fields (``multi_view``: also group, R, t, extrinsics_known) raise ValueError
+    naming the file and the field."""
+    path = require_file(Path(path))
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (ValueError, OSError) as error:
+        raise ValueError(f"{path}: not a record-set .npz ({error})") from None
+    require(arrays, {"root": None, **RECORD_FIELDS, **(MULTIVIEW_FIELDS if multi_view else {})}, path)
+    root = str(arrays.pop("root"))
+    _check_rows(arrays, path)
+    return RecordDataset(arrays, root)

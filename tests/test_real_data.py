@@ -1,0 +1,147 @@
+"""Training and evaluation on real data sets, through record-set files.
+
+The files are written here in MPII's and learnable-triangulation's Human3.6M formats
+(gray images; what is checked is the plumbing: conversion, lazy reading, NaN intrinsics,
+images of different sizes, groups), then converted with ``ws3d data records``.
+"""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from ws3d.camera import project, world_to_camera
+from ws3d.cli import main
+from ws3d.config import load_config
+from ws3d.data.h36m import MULTIVIEW_TO_WS3D
+from ws3d.data.poses import make_subject, sample_person
+from ws3d.data.records import concat_records, open_records
+from ws3d.data.rigs import sample_rig
+from ws3d.evaluate import predict
+from ws3d.model import PoseNet2p5D
+from ws3d.trainer import train
+
+MPII_SIZES = [(120, 160), (100, 90), (150, 150), (120, 160), (90, 130), (110, 100)]  # (H, W) per image
+FRAMES, CAMERAS, SIDE = 3, 4, 1000
+
+
+def _write_mpii(root):
+    """annot/train.json (HRNet's MPII form) and images/ of the sizes above."""
+    rng = np.random.default_rng(0)
+    (root / "annot").mkdir(parents=True)
+    (root / "images").mkdir()
+    entries = []
+    for i, (h, w) in enumerate(MPII_SIZES):
+        cv2.imwrite(str(root / "images" / f"{i}.jpg"), rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+        joints = rng.uniform(10, min(h, w) - 10, (16, 2)).tolist()
+        entries.append({"image": f"{i}.jpg", "center": [w / 2, h / 2], "scale": min(h, w) / 250, "joints": joints,
+                        "joints_vis": [1] * 16})  # fmt: skip
+    (root / "annot" / "train.json").write_text(json.dumps(entries))
+    return root / "annot" / "train.json"
+
+
+def _write_h36m_multiview(root):
+    """learnable-triangulation's labels .npy and its image folders: FRAMES groups of
+    CAMERAS views, one view missing (an empty box)."""
+    rng = np.random.default_rng(1)
+    world = np.stack([sample_person(make_subject(i), rng)[0] for i in range(FRAMES)])
+    K, R, t = sample_rig("h36m", CAMERAS, world[0], rng)
+    names = ["54138969", "55011271", "58860488", "60457274"]
+    cameras = np.empty((1, CAMERAS), dtype=[("R", np.float32, (3, 3)), ("t", np.float32, (3, 1)),
+                                            ("K", np.float32, (3, 3)), ("dist", np.float32, 5)])  # fmt: skip
+    table = np.empty(FRAMES, dtype=[("subject_idx", np.int8), ("action_idx", np.int8), ("frame_idx", np.int16),
+                                    ("keypoints", np.float32, (17, 3)),
+                                    ("bbox_by_camera_tlbr", np.int16, (CAMERAS, 4))])  # fmt: skip
+    for c in range(CAMERAS):
+        cameras[0, c] = (R[c], t[c][:, None], K[c], np.zeros(5))
+    for f in range(FRAMES):
+        boxes = []
+        for c in range(CAMERAS):
+            uv = project(world_to_camera(world[f], R[c], t[c]), K[c])
+            (left, top), (right, bottom) = uv.min(0) - 20, uv.max(0) + 20
+            boxes.append([top, left, bottom, right] if (f, c) != (1, 2) else [0, 0, 0, 0])
+            folder = root / "S9" / "Walking-1" / "imageSequence" / names[c]
+            folder.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(folder / f"img_{f + 1:06d}.jpg"), np.full((SIDE, SIDE, 3), 100 + 20 * c, np.uint8))
+        table[f] = (0, 0, f, world[f][np.argsort(MULTIVIEW_TO_WS3D)], np.array(boxes))
+    labels = {"subject_names": ["S9"], "camera_names": names, "action_names": ["Walking-1"], "cameras": cameras,
+              "table": table}  # fmt: skip
+    np.save(root / "labels.npy", labels)
+    return root / "labels.npy"
+
+
+@pytest.fixture(scope="module")
+def record_files(tmp_path_factory):
+    """(MPII record file, Human3.6M multi-view record file), converted by the CLI."""
+    root = tmp_path_factory.mktemp("real")
+    mpii_json, labels = _write_mpii(root / "mpii"), _write_h36m_multiview(root / "h36m")
+    mpii, h36m = root / "mpii.npz", root / "h36m.npz"
+    assert main(["data", "records", "mpii", str(mpii_json), "--out", str(mpii)]) == 0
+    assert main(["data", "records", "h36m-multiview", str(labels), "--images", str(root / "h36m"),
+                 "--out", str(h36m)]) == 0  # fmt: skip
+    return mpii, h36m
+
+
+def test_record_files_read_their_images_lazily(record_files):
+    mpii, h36m = open_records(record_files[0]), open_records(record_files[1], multi_view=True)
+    assert len(mpii) == len(MPII_SIZES) and len(h36m) == FRAMES * CAMERAS - 1
+    assert [mpii[i]["image"].shape[:2] for i in range(len(mpii))] == MPII_SIZES
+    assert np.isnan(mpii.arrays["K"]).all() and np.isfinite(h36m.arrays["K"]).all()
+    assert h36m.arrays["group"].tolist() == [0] * 4 + [1] * 3 + [2] * 4
+    with pytest.raises(ValueError, match="field 'group' is missing"):
+        open_records(record_files[0], multi_view=True)
+
+
+def test_records_cli_errors_are_one_line(record_files, tmp_path, capsys):
+    labels = record_files[1].parent / "h36m" / "labels.npy"
+    assert main(["data", "records", "h36m-multiview", str(labels), "--out", str(tmp_path / "x.npz")]) == 2
+    assert "needs --images" in capsys.readouterr().err
+    assert main(["data", "records", "3dhp-train", str(tmp_path), "--sequences", "1-2", "--out", "x.npz"]) == 2
+    assert "is not SUBJECT/SEQUENCE" in capsys.readouterr().err
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="bad.npz: not a record-set .npz"):
+        open_records(tmp_path / "bad.npz")
+
+
+def test_concat_records_keeps_groups_apart():
+    part = {"image": np.array(["a", "b", "c"]), "group": np.array([0, 0, 1])}
+    joined = concat_records([part, part])
+    assert joined["group"].tolist() == [0, 0, 1, 2, 2, 3] and joined["image"].tolist() == ["a", "b", "c"] * 2
+    with pytest.raises(ValueError, match="different fields"):
+        concat_records([part, {"image": np.array(["d"])}])
+
+
+def test_predict_reports_each_images_size(record_files):
+    model = PoseNet2p5D("small", 16).eval()
+    pred = predict(model, open_records(record_files[1]), 64)
+    assert pred["image_wh"].tolist() == [[SIDE, SIDE]] * (FRAMES * CAMERAS - 1)
+    assert np.isfinite(pred["uv"]).all()
+
+
+def test_both_stages_train_on_record_files_and_eval_reads_them(record_files, tmp_path, capsys):
+    """MPII's NaN intrinsics in the weak stage's 2D half used to stop the lifting."""
+    mpii, h36m = record_files
+    common = ["data.size=64", "data.workers=0", "model.width=16", "train.progress=false", "train.log_every=1",
+              f"data.root={tmp_path / 'no-synthetic-data'}", f"data.records_2d={mpii}", "data.images=2",
+              "data.eval_images=4", f"data.records_test={h36m}", "train.steps=2"]  # fmt: skip
+    first = train(load_config(None, [*common, f"run_dir={tmp_path / 'pre'}"]))
+    assert first["step"] == 2 and np.isfinite(first["val"]["mpjpe"])
+    weak = [*common, "train.stage=weak", f"train.init={tmp_path / 'pre' / 'last.pt'}", f"data.records_mv={h36m}",
+            "data.groups=1", f"run_dir={tmp_path / 'weak'}"]  # fmt: skip
+    before = torch.load(tmp_path / "pre" / "last.pt", weights_only=True)["model"]
+    result = train(load_config(None, weak))
+    assert result["step"] == 2
+    records = [json.loads(line) for line in (tmp_path / "weak" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r for r in records if "loss" in r]
+    assert len(losses) == 2 and all(np.isfinite(r["loss"]) and np.isfinite(r["l_mc"]) for r in losses)
+    after = torch.load(tmp_path / "weak" / "last.pt", weights_only=True)["model"]
+    assert all(torch.isfinite(v).all() for v in after.values())
+    assert any(not torch.equal(after[k], before[k]) for k in after)
+    with np.load(tmp_path / "weak" / "pseudo_labels.npz") as labels:
+        assert labels["vis"].shape == (FRAMES * CAMERAS - 1, 17)
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "weak" / "last.pt"), "--data", str(h36m), "--json", "--device", "cpu"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert set(metrics) == {"mpjpe", "n_mpjpe", "p_mpjpe", "pck150", "auc", "px2d"}
