@@ -66,9 +66,9 @@ def _data_records(args) -> None:
     if args.kind == "mpii":  # annot/train.json with the images in images/ beside annot/
         records, images = mpii.load_mpii(source), source.parent.parent
     elif args.kind == "h36m":
-        records, images = h36m.load_mmpose(source, args.cameras), args.images
+        records, images = h36m.load_mmpose(source, args.cameras), None  # --images, checked above
     elif args.kind == "h36m-multiview":
-        records, images = h36m.load_multiview_labels(source), args.images
+        records, images = h36m.load_multiview_labels(source), None
     elif args.kind == "3dhp-train":
         parts = []
         for item in args.sequences:

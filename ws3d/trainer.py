@@ -31,6 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
+from ws3d.camera import intrinsics
 from ws3d.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ws3d.config import Config, resume_conflicts
 from ws3d.data.records import open_records
@@ -165,7 +166,7 @@ def compute_losses(model, batch: dict, cfg: Config, device: torch.device) -> tup
         # The 2D images' poses are never used, but the lifting runs on the whole batch and
         # refuses a NaN K (MPII has none): give such images a nominal camera of the crop.
         side = images.shape[-1]
-        nominal = torch.tensor([[side, 0.0, side / 2], [0.0, side, side / 2], [0.0, 0.0, 1.0]], device=device)
+        nominal = torch.as_tensor(intrinsics(side, side, side / 2, side / 2), dtype=K.dtype, device=device)
         unknown = ~torch.isfinite(K).all((-2, -1)) & (torch.arange(len(K), device=device) < n)
         K = torch.where(unknown[:, None, None], nominal, K)
     autocast = torch.autocast("cuda", dtype=_amp_dtype(), enabled=device.type == "cuda" and cfg.train.amp)
