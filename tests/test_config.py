@@ -38,7 +38,9 @@ def test_yaml_then_overrides(tmp_path):
         ("", ["train.stage=finetune"], r"train.stage must be one of"),
         ("", ["train.stage=weak"], r"needs train.init"),
         ("", ["data.size=100"], r"data.size must be a multiple of 32"),
-        ("", ["data.pseudo_labels=1"], r"'data.pseudo_labels' must be bool"),
+        ("", ["data.known_extrinsics=1"], r"'data.known_extrinsics' must be bool"),
+        ("", ["data.mv_labels=gt"], r"data.mv_labels must be one of \('pseudo', 'given', 'none'\), got 'gt'"),
+        ("", ["loss.objective=mine"], r"loss.objective must be one of \('triangulated', 'paper'\), got 'mine'"),
         ("train: [1, 2]\n", [], r"must be int|unknown config key 'train'"),
         ("- a\n- b\n", [], r"must be a mapping"),
         ("train: {steps: 5\n", [], r"not valid YAML"),
@@ -62,6 +64,14 @@ def test_resume_conflicts_name_what_changes_training_and_allow_bookkeeping():
     assert resume_conflicts(saved, more_steps) == []
     changed = load_config(None, ["train.steps=100", "loss.alpha=5", "model.width=48"])
     assert resume_conflicts(saved, changed) == ["loss.alpha (10.0 -> 5.0)", "model.width (32 -> 48)"]
+
+
+def test_a_checkpoint_written_before_a_rename_reads_the_new_key():
+    saved = load_config(None, ["train.steps=100"]).to_dict()
+    del saved["data"]["mv_labels"]
+    saved["data"]["pseudo_labels"] = False  # its old name and meaning: no 2D labels on the multi-view images
+    assert from_dict(saved).data.mv_labels == "none"
+    assert resume_conflicts(saved, load_config(None, ["train.steps=100", "data.mv_labels=none"])) == []
 
 
 def test_a_checkpoint_older_than_a_key_resumes_with_its_default():

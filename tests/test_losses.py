@@ -8,6 +8,7 @@ import torch
 from ws3d.losses import (
     bone_loss,
     depth_loss,
+    relative_depths,
     heatmap_loss,
     multiview_loss,
     normalised_bone_lengths,
@@ -43,12 +44,23 @@ def test_heatmap_loss_by_hand():
     assert heatmap_loss(pred3, target3, torch.ones(3, 1), torch.tensor([0, 1, 1])) == pytest.approx(0.75)
 
 
-def test_depth_loss_by_hand():
+def test_relative_depths_by_hand():
     joints = standing_pose().float()[None] * 1000 + torch.tensor([0.0, 0, 4000])
-    s = (joints[0, 8] - joints[0, 0]).norm()
-    z_true = (joints[0, :, 2] - joints[0, 0, 2]) / s
-    assert depth_loss(z_true[None], joints, torch.ones(1, J)) == pytest.approx(0, abs=1e-6)
-    assert depth_loss(z_true[None] + 0.5, joints, torch.ones(1, J)) == pytest.approx(0.5, abs=1e-6)
+    z = relative_depths(joints)[0]
+    # Neck-pelvis is 480 mm; the nose is 80 mm nearer the camera than the pelvis, the rest level.
+    assert z[9] == pytest.approx(-80 / 480, abs=1e-6)
+    assert z[[j for j in range(J) if j != 9]].abs().max() < 1e-6
+
+
+def test_depth_loss_by_hand():
+    target = torch.tensor([[0.0, 0.5, -1.0, 2.0]])
+    assert depth_loss(target, target, torch.ones(1, 4)) == pytest.approx(0)
+    assert depth_loss(target + 0.5, target, torch.ones(1, 4)) == pytest.approx(0.5)
+    mask = torch.tensor([[1.0, 0.0, 0.0, 1.0]])  # a joint without a target adds nothing, and counts as 0
+    assert depth_loss(target + torch.tensor([[1.0, 7.0, 7.0, 1.0]]), target, mask) == pytest.approx(0.5)
+    # Views of one group are averaged first: group 0 = image 0 (error 1), group 1 = images 1, 2 (0 and 2).
+    z, target3 = torch.tensor([[1.0], [0.0], [2.0]]), torch.zeros(3, 1)
+    assert depth_loss(z, target3, torch.ones(3, 1), torch.tensor([0, 1, 1])) == pytest.approx(1.0)
 
 
 def _two_views(R_cam=None):

@@ -57,3 +57,14 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def export_checkpoint(source: str | os.PathLike, out: str | os.PathLike, metrics: dict, revision: str) -> dict:
+    """A slim copy of a training checkpoint to ship or to start other runs from: the model
+    weights in float32, the step and config, plus the ``metrics`` it reached and the git
+    ``revision`` that trained it; no optimiser, scheduler or RNG state."""
+    payload = load_checkpoint(source)
+    slim = {"model": {k: v.float() if v.is_floating_point() else v for k, v in payload["model"].items()},
+            "step": payload["step"], "config": payload["config"], "metrics": metrics, "git": revision}  # fmt: skip
+    save_checkpoint(out, slim)
+    return slim

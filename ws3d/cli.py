@@ -5,7 +5,9 @@
     ws3d data tracklets DETECTIONS --out FILE [--min-length 5]
     ws3d data records {mpii,h36m,h36m-multiview,3dhp-train,3dhp-test} SOURCE --out FILE [--images DIR] ...
     ws3d train CONFIG [section.key=value ...]
+    ws3d ablation [--config CONFIG] [--settings NAME ...] [--test DIR ...] [--runs DIR] [--out DIR] [key=value ...]
     ws3d eval CKPT --data DIR|RECORDS.npz [--split test] [--json]
+    ws3d export CKPT OUT --data DIR [--split test]
     ws3d predict CKPT IMAGE... [--out DIR] [--focal F]
     ws3d bench [SWEEP ARGS ...]
 
@@ -101,6 +103,22 @@ def _train(args) -> None:
             print(_format_metrics(result["val"]))
 
 
+def _ablation(args) -> None:
+    from ws3d.ablation import markdown, run_ablation
+
+    out = Path(args.out) if args.out else None
+    results = run_ablation(args.config, args.settings, args.test, Path(args.runs), out, args.overrides)
+    print(markdown(results, results["tests"]))
+    rows = results["settings"]
+    if "2D-only" in rows:
+        for name, row in rows.items():
+            if name != "2D-only":
+                ratio = rows["2D-only"]["mpjpe"] / row["mpjpe"]
+                print(f"2D-only / {name} MPJPE: {rows['2D-only']['mpjpe']:.1f} / {row['mpjpe']:.1f} mm = {ratio:.2f}")
+    if out is not None:
+        print(f"wrote {out / 'ablation.json'} and {out / 'ablation.md'}")
+
+
 def _format_metrics(m: dict) -> str:
     lines = [f"  {int(m['images'])} test images, 3D pose solvable for {m['valid']:.1%}"]
     if "mpjpe" in m:
@@ -127,6 +145,21 @@ def _eval(args) -> None:
     else:
         print(f"{args.checkpoint} on {args.data} ({args.split}):")
         print(_format_metrics(metrics))
+
+
+def _export(args) -> None:
+    from ws3d.ablation import machine
+    from ws3d.checkpoint import export_checkpoint
+    from ws3d.data.synthetic import ShardDataset
+    from ws3d.evaluate import evaluate, model_from_checkpoint
+
+    model, cfg = model_from_checkpoint(args.checkpoint)
+    metrics = evaluate(model, ShardDataset(args.data, args.split), cfg.data.size, progress=True)
+    metrics = {**metrics, "data": f"{args.data} ({args.split})"}
+    slim = export_checkpoint(args.checkpoint, args.out, metrics, machine()["git"])
+    size = Path(args.out).stat().st_size / 2**20
+    print(f"wrote {args.out} ({size:.1f} MB): step {slim['step']}, git {slim['git']}")
+    print(_format_metrics(metrics))
 
 
 def _predict(args) -> None:
@@ -187,6 +220,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", help="YAML config (see train/)")
     train.add_argument("overrides", nargs="*", metavar="section.key=value", help="e.g. train.steps=200")
     train.set_defaults(run=_train)
+    ab = commands.add_parser("ablation", help="train and evaluate the paper's Table 1 settings from one 2D checkpoint")
+    ab.add_argument("--config", default="train/synthetic_weak.yaml", help="the weak-stage config every setting "
+                    "starts from (default train/synthetic_weak.yaml)")  # fmt: skip
+    ab.add_argument("--settings", nargs="+", default=list(_ablation_settings()), metavar="NAME",
+                    help=f"default: all of {' '.join(_ablation_settings())}")  # fmt: skip
+    ab.add_argument("--test", nargs="+", metavar="DIR", help="synthetic data sets whose test split to evaluate "
+                    "on (default: the config's data.root)")  # fmt: skip
+    ab.add_argument("--runs", default="runs/ablation", help="one run directory per setting under this")
+    ab.add_argument("--out", default="train/results", help="where ablation.json and ablation.md go")
+    ab.add_argument("overrides", nargs="*", metavar="section.key=value", help="applied to every setting")
+    ab.set_defaults(run=_ablation)
     ev = commands.add_parser("eval", help="MPJPE, N-MPJPE, P-MPJPE, PCK, AUC and 2D error of a checkpoint")
     ev.add_argument("checkpoint")
     ev.add_argument("--data", required=True, help="directory written by `ws3d data synth`, or a record-set .npz "
@@ -195,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print one JSON object (mm, fractions, px)")
     ev.add_argument("--device", default=device)
     ev.set_defaults(run=_eval)
+    ex = commands.add_parser("export", help="a slim checkpoint (weights, config, metrics, git revision) to ship")
+    ex.add_argument("checkpoint")
+    ex.add_argument("out")
+    ex.add_argument("--data", required=True, help="synthetic data set whose split the metrics are measured on")
+    ex.add_argument("--split", default="test", choices=["2d", "mv", "test"])
+    ex.set_defaults(run=_export)
     pr = commands.add_parser("predict", help="2D overlay and 3D plot for images of one person each")
     pr.add_argument("checkpoint")
     pr.add_argument("images", nargs="+")
@@ -207,6 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.set_defaults(run=_bench)
     return parser
+
+
+def _ablation_settings() -> tuple[str, ...]:
+    from ws3d.ablation import SETTINGS
+
+    return tuple(SETTINGS)
 
 
 def _cuda() -> bool:

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field, fields
 import yaml
 
 STAGES = ("pretrain2d", "weak", "full")
+MV_LABELS = ("pseudo", "given", "none")
+OBJECTIVES = ("triangulated", "paper")
 
 
 @dataclass
@@ -36,7 +38,10 @@ class DataConfig:
     rotation: float = 30.0  # crop rotation augmentation, +-30 degrees
     sigma: float = 2.0  # target heatmap Gaussian, heatmap pixels
     workers: int = 2  # DataLoader processes
-    pseudo_labels: bool = True  # weak stage: label multi-view images with the 2D model (conf > 0.5)
+    # Weak stage: the 2D labels of the multi-view images. "pseudo": the 2D model's joints with
+    # confidence > loss.pseudo_threshold (the paper's in-the-wild setting); "given": the data
+    # set's own 2D labels; "none": no L_H on them (the triangulation still uses the pseudo-labels).
+    mv_labels: str = "pseudo"
     known_extrinsics: bool = False  # weak stage: R from the cameras where known ("WS+R")
     eval_images: int = 1000  # test images used for validation during training (0: none)
 
@@ -47,13 +52,18 @@ class ModelConfig:
     width: int = 32  # channels of the small backbone
     pretrained: str | None = None  # HRNet-W32 checkpoint file for the backbone (no downloads)
     beta: float = 50.0  # softmax sharpness; multiplies the heatmap logits
+    depth_blocks: int = 0  # residual blocks of a depth branch before the depth maps (not in the paper)
 
 
 @dataclass
 class LossConfig:
     alpha: float = 10.0  # weight of L_MC
     beta_b: float = 100.0  # weight of L_B
-    psi: float = 5.0  # weight of L_z (fully supervised)
+    psi: float = 5.0  # weight of L_z (fully supervised, and on the triangulated targets)
+    # Weak stage: "triangulated" (ws3d's default, not the paper's): L_H + psi L_z against
+    # depths triangulated from the multi-view 2D joints; "paper": L_H + alpha L_MC + beta_b L_B.
+    objective: str = "triangulated"
+    uv: float = 0.0  # weight of an L1 term on the soft-argmax uv of labelled joints (not in the paper)
     pseudo_threshold: float = 0.5  # confidence above which a pseudo-label is kept
 
 
@@ -146,15 +156,30 @@ def resume_conflicts(saved: dict, cfg: Config) -> list[str]:
     checkpoint's nested config), as "key (saved -> now)" strings. A key the checkpoint
     predates counts as its default."""
     defaults = _flatten(Config().to_dict())
-    old, new = defaults | _flatten(saved), _flatten(cfg.to_dict())
+    old, new = defaults | _renamed(_flatten(saved)), _flatten(cfg.to_dict())
     return [f"{k} ({old.get(k, 'absent')!r} -> {new.get(k, 'absent')!r})" for k in sorted(old.keys() | new.keys())
             if k not in RESUMABLE and old.get(k, "absent") != new.get(k, "absent")]  # fmt: skip
 
 
+# Keys that checkpoints made before a rename still carry: old key -> (new key, value map).
+RENAMED = {"data.pseudo_labels": ("data.mv_labels", {True: "pseudo", False: "none"})}
+
+
+def _renamed(flat: dict) -> dict:
+    """A flat config with the keys of :data:`RENAMED` under their new names."""
+    out = {}
+    for key, value in flat.items():
+        if key in RENAMED:
+            key, values = RENAMED[key][0], RENAMED[key][1]
+            value = values.get(value, value)
+        out[key] = value
+    return out
+
+
 def from_dict(tree: dict) -> Config:
-    """A validated Config from a nested dict (as stored in checkpoints)."""
+    """A validated Config from a nested dict (as stored in checkpoints; renamed keys are read)."""
     cfg = Config()
-    for key, value in _flatten(tree).items():
+    for key, value in _renamed(_flatten(tree)).items():
         _set(cfg, key, value)
     validate(cfg)
     return cfg
@@ -194,6 +219,8 @@ def validate(cfg: Config) -> None:
     checks = [
         (t.stage in STAGES, f"train.stage must be one of {STAGES}, got {t.stage!r}"),
         (m.backbone in ("small", "hrnet_w32"), f"model.backbone must be small or hrnet_w32, got {m.backbone!r}"),
+        (d.mv_labels in MV_LABELS, f"data.mv_labels must be one of {MV_LABELS}, got {d.mv_labels!r}"),
+        (cfg.loss.objective in OBJECTIVES, f"loss.objective must be one of {OBJECTIVES}, got {cfg.loss.objective!r}"),
         (t.device in ("auto", "cpu", "cuda"), f"train.device must be auto, cpu or cuda, got {t.device!r}"),
         (t.steps > 0, f"train.steps must be positive, got {t.steps}"),
         (0 < t.lr_drop_at <= 1, f"train.lr_drop_at must be within (0, 1], got {t.lr_drop_at}"),
@@ -204,6 +231,7 @@ def validate(cfg: Config) -> None:
         (d.max_views >= 2, f"data.max_views must be at least 2, got {d.max_views}"),
         (d.workers >= 0 and d.eval_images >= 0, "data.workers and data.eval_images must not be negative"),
         (m.beta > 0, f"model.beta must be positive, got {m.beta}"),
+        (0 <= m.depth_blocks <= 8, f"model.depth_blocks must be within 0..8, got {m.depth_blocks}"),
         (t.stage == "pretrain2d" or t.init is not None or t.stage == "full",
          "train.stage=weak needs train.init, the 2D-pretrained checkpoint (its model labels the multi-view data)"),
     ]  # fmt: skip

@@ -12,19 +12,20 @@ import os
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
 from ws3d.checkpoint import load_checkpoint
 from ws3d.config import Config, from_dict
 from ws3d.data.transforms import PoseTransform
 from ws3d.metrics import absolute_scale, auc, mpjpe, n_mpjpe, npck, p_mpjpe, pck, pixel_error
 from ws3d.model import PoseNet2p5D
+from ws3d.progress import progress_bar
 from ws3d.skeleton import MEAN_BONE_LENGTHS_MM
 
 
 def build_model(cfg: Config, pretrained: bool = True) -> PoseNet2p5D:
     m = cfg.model
-    return PoseNet2p5D(m.backbone, m.width, m.beta, pretrained=m.pretrained if pretrained else None)
+    return PoseNet2p5D(m.backbone, m.width, m.beta, pretrained=m.pretrained if pretrained else None,
+                       depth_blocks=m.depth_blocks)
 
 
 def model_from_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[PoseNet2p5D, Config]:
@@ -36,10 +37,18 @@ def model_from_checkpoint(path: str | os.PathLike, device: str | torch.device = 
     return model.to(device).eval(), cfg
 
 
-def load_weights(model: PoseNet2p5D, payload: dict, path: str | os.PathLike) -> None:
-    """Load a checkpoint's weights; a model of another shape is a ValueError naming the file."""
+def load_weights(model: PoseNet2p5D, payload: dict, path: str | os.PathLike, depth: bool = True) -> None:
+    """Load a checkpoint's weights; a model of another shape is a ValueError naming the file.
+
+    ``depth=False``: the depth branch may differ (it starts untrained after 2D pre-training)
+    and keeps its own initialisation.
+    """
+    state = dict(payload["model"])
+    if not depth:
+        state = {k: v for k, v in state.items() if not k.startswith("depth_branch.")}
+        state |= {k: v for k, v in model.state_dict().items() if k.startswith("depth_branch.")}
     try:
-        model.load_state_dict(payload["model"])
+        model.load_state_dict(state)
     except RuntimeError as error:
         backbone = payload["config"].get("model", {}).get("backbone")
         detail = (str(error).splitlines()[1:] or [str(error)])[0].strip()[:200]
@@ -69,7 +78,7 @@ def predict(model: PoseNet2p5D, dataset: Dataset, size: int, batch_size: int = 6
     parts: dict[str, list] = {}
     samples = (dataset[i] for i in range(len(dataset)))
     items = ((s["image"].shape[1::-1], transform(s)) for s in samples)  # ((W, H), transformed)
-    bar = tqdm(total=len(dataset), desc="predict", unit="img", disable=not progress)
+    bar = progress_bar(total=len(dataset), desc="predict", unit="img", disable=not progress)
     while True:
         chunk = [it for _, it in zip(range(batch_size), items, strict=False)]
         if not chunk:

@@ -6,6 +6,8 @@ the gradients of equal shares of a batch then equals one process on the whole ba
 
 Weakly supervised: L_WS = L_H + alpha L_MC + beta_B L_B (alpha = 10, beta_B = 100).
 Fully supervised:  L_FS = L_H + psi L_z (psi = 5).
+ws3d's weak stage (``loss.objective=triangulated``, not the paper's): L_H + psi L_z
+against relative depths triangulated from the multi-view 2D (``ws3d.multiview``).
 """
 
 from __future__ import annotations
@@ -41,15 +43,36 @@ def heatmap_loss(pred: Tensor, target: Tensor, mask: Tensor, view_group: Tensor 
     return _group_mean(per_image, view_group, int(view_group.max()) + 1)
 
 
-def depth_loss(z: Tensor, joints_cam: Tensor, mask: Tensor) -> Tensor:
-    """L_z (fully supervised baseline): L1 to the scale-normalised relative depths.
+def relative_depths(joints_cam: Tensor) -> Tensor:
+    """Scale-normalised relative depths (Z_j - Z_root) / ||P_neck - P_pelvis||.
 
-    z: (B, J); joints_cam: (B, J, 3) camera-frame ground truth (any unit); mask: (B, J).
+    joints_cam: (B, J, 3) camera-frame joints (any unit) -> (B, J).
     """
     neck, pelvis = REFERENCE_BONE
     s = (joints_cam[:, neck] - joints_cam[:, pelvis]).norm(dim=-1, keepdim=True).clamp_min(1e-6)
-    z_true = (joints_cam[..., 2] - joints_cam[:, ROOT : ROOT + 1, 2]) / s
-    return ((z - z_true).abs() * mask).mean()
+    return (joints_cam[..., 2] - joints_cam[:, ROOT : ROOT + 1, 2]) / s
+
+
+def depth_loss(z: Tensor, target: Tensor, mask: Tensor, view_group: Tensor | None = None) -> Tensor:
+    """L_z: L1 to target relative depths (the ground truth's, :func:`relative_depths`, in the
+    fully supervised baseline; triangulated ones in ws3d's weak stage).
+
+    z, target: (B, J); mask: (B, J) weights; view_group: (B,) group ids of multi-view
+    images. The mean over joints, then over images (over each group's views first).
+    """
+    per_image = ((z - target).abs() * mask).mean(-1)
+    if view_group is None:
+        return per_image.mean()
+    return _group_mean(per_image, view_group, int(view_group.max()) + 1)
+
+
+def uv_loss(uv: Tensor, target: Tensor, mask: Tensor, stride: int) -> Tensor:
+    """L1 between the soft-argmax joints and their labels, in heatmap pixels (not in the paper).
+
+    uv, target: (B, J, 2) image pixels; mask: (B, J); stride: image pixels per heatmap pixel.
+    The mean over joints, then over images.
+    """
+    return (((uv - target).abs().sum(-1) / stride) * mask).mean()
 
 
 def _group_mean(values: Tensor, group: Tensor, groups: int) -> Tensor:

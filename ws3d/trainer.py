@@ -1,10 +1,14 @@
 """The trainer: one loop for the three stages of the paper.
 
 * ``pretrain2d``: 2D-labelled images, L_H.
-* ``weak``: 2D-labelled images (L_H) plus unlabelled multi-view groups (L_H on pseudo-
-  labels, alpha L_MC, beta_B L_B). No 3D label and no camera is used, unless
+* ``weak``: 2D-labelled images (L_H) plus unlabelled multi-view groups: L_H on their 2D
+  labels (``data.mv_labels``: the 2D model's pseudo-labels by default) and either
+  psi L_z against depths triangulated from those 2D joints (``loss.objective=
+  triangulated``, ws3d's default, :mod:`ws3d.multiview`) or the paper's alpha L_MC +
+  beta_B L_B (``loss.objective=paper``). No 3D label and no camera pose is used, unless
   ``data.known_extrinsics`` asks for the true rotations ("WS+R").
-* ``full``: the fully supervised baseline, L_H + psi L_z on 3D-labelled images.
+* ``full``: the fully supervised baseline: the same images, L_H + psi L_z with the
+  multi-view images' 3D labels.
 
 Runs with ``torchrun`` use DistributedDataParallel: each process takes an equal share of
 every global batch. ``run_dir/last.pt`` is written atomically every
@@ -29,8 +33,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm.auto import tqdm
 
+from ws3d import multiview
 from ws3d.camera import intrinsics
 from ws3d.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ws3d.config import Config, resume_conflicts
@@ -39,29 +43,36 @@ from ws3d.data.sampling import MixedBatchSampler, MixedDataset, collate_mixed, g
 from ws3d.data.synthetic import ShardDataset
 from ws3d.data.transforms import PoseTransform
 from ws3d.evaluate import build_model, evaluate, load_weights, predict
-from ws3d.losses import bone_loss, depth_loss, heatmap_loss, multiview_loss
+from ws3d.losses import bone_loss, depth_loss, heatmap_loss, multiview_loss, relative_depths, uv_loss
 from ws3d.plots import read_jsonl, training_curves
+from ws3d.progress import progress_bar
 
 
 class Unlabelled(Dataset):
-    """Multi-view images stripped of every label: 3D poses, and 2D joints unless pseudo-labels
-    (uv (N, J, 2), vis (N, J)) are given. Extrinsics are kept only for WS+R."""
+    """Multi-view images stripped of every 3D label (joints_cam, t: true scale).
 
-    def __init__(self, views: Dataset, uv: np.ndarray | None, vis: np.ndarray | None, extrinsics: bool):
+    uv (N, J, 2), vis (N, J): the 2D labels to use (None: none, all joints unlabelled).
+    depth: (N, J) triangulated relative depths and depth_weight (N, J), or None.
+    R (world-to-camera rotation) and extrinsics_known are kept only for WS+R.
+    """
+
+    def __init__(self, views: Dataset, uv: np.ndarray | None, vis: np.ndarray | None, extrinsics: bool,
+                 depth: np.ndarray | None = None, depth_weight: np.ndarray | None = None):  # fmt: skip
         self.views, self.uv, self.vis, self.extrinsics = views, uv, vis, extrinsics
+        self.depth, self.depth_weight = depth, depth_weight
 
     def __len__(self) -> int:
         return len(self.views)
 
     def __getitem__(self, i: int) -> dict:
         sample = dict(self.views[i])
-        del sample["joints_cam"]
-        if not self.extrinsics:
-            for k in ("R", "t", "extrinsics_known"):
-                sample.pop(k, None)
+        for k in ("joints_cam", "t") + (() if self.extrinsics else ("R", "extrinsics_known")):
+            sample.pop(k, None)
         J = sample["uv"].shape[0]
         sample["uv"] = self.uv[i] if self.uv is not None else np.zeros((J, 2), np.float32)
         sample["vis"] = self.vis[i] if self.vis is not None else np.zeros(J, np.uint8)
+        if self.depth is not None:
+            sample["depth"], sample["depth_weight"] = self.depth[i], self.depth_weight[i]
         return sample
 
 
@@ -123,31 +134,82 @@ def split_dataset(cfg: Config, split: str) -> Dataset:
     return open_records(path, multi_view=split == "mv") if path else ShardDataset(cfg.data.root, split)
 
 
+def _digest(*parts) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(np.ascontiguousarray(part).tobytes() if isinstance(part, np.ndarray) else repr(part).encode())
+    return digest.hexdigest()
+
+
+def triangulated_depths(cfg: Config, views: Dataset, uv: np.ndarray, vis: np.ndarray,
+                        cache: Path) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Relative-depth targets (N, J) and their weights (N, J) for the multi-view images,
+    triangulated from the 2D joints ``uv`` (N, J, 2) seen where ``vis`` (N, J)
+    (:func:`ws3d.multiview.depth_targets`; true rotations for WS+R). Made once, cached in
+    ``cache`` under a digest of the inputs."""
+    a = views.arrays
+    R, known = (a["R"], a["extrinsics_known"]) if cfg.data.known_extrinsics else (None, None)
+    key = _digest(uv, vis, a["K"], a["group"], R, known, multiview.PIXEL_SCALE, multiview.BONE_TOLERANCE)
+    if cache.is_file():
+        try:
+            with np.load(cache) as f:
+                if str(f["key"]) == key:
+                    return f["depth"], f["weight"]
+        except Exception:  # truncated or foreign: a cache is only ever remade
+            pass
+    start = time.perf_counter()
+    out = multiview.depth_targets(uv, vis.astype(np.float64), a["K"], a["group"], R, known)
+    print(f"triangulated {len(uv)} multi-view images in {time.perf_counter() - start:.0f} s: depth targets for "
+          f"{out['weight'].mean():.0%} of their joints; {out['ok'].mean():.0%} of the views in solved groups")
+    tmp = cache.with_name(cache.name + ".tmp.npz")
+    np.savez(tmp, depth=out["z"], weight=out["weight"], key=np.array(key))
+    os.replace(tmp, cache)
+    return out["z"], out["weight"]
+
+
+def _rank0_first(make, rank: int, world: int):
+    """Run ``make`` (which fills a cache) on rank 0 first, then on the others (which read it)."""
+    result = make() if rank == 0 else None
+    if world > 1:
+        dist.barrier()
+    return make() if rank != 0 else result
+
+
+def _multi_view_set(cfg: Config, model, rank: int, world: int, run_dir: Path) -> Dataset:
+    """The multi-view images as the stage sees them: with their 3D labels for ``full``;
+    for ``weak`` without (:class:`Unlabelled`), with pseudo- or true 2D labels and, for the
+    triangulated objective, the depth targets."""
+    views = split_dataset(cfg, "mv")
+    if cfg.train.stage == "full":
+        return views
+    d = cfg.data
+    if d.mv_labels == "given":
+        uv, vis = views.arrays["uv"], views.arrays["vis"]
+    else:
+        uv, vis = _rank0_first(lambda: pseudo_labels(model, cfg, views, run_dir / "pseudo_labels.npz"), rank, world)
+    depth = weight = None
+    if cfg.loss.objective == "triangulated":
+        cache = run_dir / "depth_targets.npz"
+        depth, weight = _rank0_first(lambda: triangulated_depths(cfg, views, uv, vis, cache), rank, world)
+    labelled = d.mv_labels != "none"
+    return Unlabelled(views, uv if labelled else None, vis if labelled else None, d.known_extrinsics, depth, weight)
+
+
 def _data(cfg: Config, model, rank: int, world: int, run_dir: Path):
     """The mixed data set and this process's batch sampler for the stage."""
     d, stage = cfg.data, cfg.train.stage
     two_d = split_dataset(cfg, "2d") if d.images else None
     multi_view, groups = None, []
-    if stage == "weak":
+    if stage != "pretrain2d":
         if not d.groups:
-            raise ValueError("train.stage=weak needs multi-view groups: data.groups must be positive")
-        views = split_dataset(cfg, "mv")
-        uv = vis = None
-        if d.pseudo_labels:
-            cache = run_dir / "pseudo_labels.npz"
-            if rank == 0:
-                uv, vis = pseudo_labels(model, cfg, views, cache)
-            if world > 1:
-                dist.barrier()
-            if rank != 0:
-                uv, vis = pseudo_labels(model, cfg, views, cache)
-        multi_view = Unlabelled(views, uv, vis, d.known_extrinsics)
-        groups = group_indices(views.arrays["group"])
+            raise ValueError(f"train.stage={stage} needs multi-view groups: data.groups must be positive")
+        multi_view = _multi_view_set(cfg, model, rank, world, run_dir)
+        groups = group_indices(multi_view.views.arrays["group"] if stage == "weak" else multi_view.arrays["group"])
     elif not d.images:
         raise ValueError(f"train.stage={stage} trains on 2D-labelled images: data.images must be positive")
     transform = PoseTransform(d.size, stride=model.stride, sigma=d.sigma, scale=d.scale, rotation=d.rotation)
     dataset = MixedDataset(two_d, multi_view, transform, seed=cfg.train.seed)
-    sampler = MixedBatchSampler(len(two_d) if two_d else 0, groups, d.images, d.groups if stage == "weak" else 0,
+    sampler = MixedBatchSampler(len(two_d) if two_d else 0, groups, d.images, d.groups if stage != "pretrain2d" else 0,
                                 d.max_views, seed=cfg.train.seed, rank=rank, world_size=world)  # fmt: skip
     if len(sampler) == 0:
         raise ValueError(f"too few images for one batch of data.images={d.images}, data.groups={d.groups}")
@@ -159,40 +221,51 @@ def compute_losses(model, batch: dict, cfg: Config, device: torch.device) -> tup
     two_d, mv = batch["2d"], batch["mv"]
     parts = [p for p in (two_d, mv) if p is not None]
     images = torch.cat([p["image"] for p in parts]).to(device, non_blocking=True)
-    K = torch.cat([p["K"] for p in parts]).to(device)
-    needs_pose = mv is not None
+    L = cfg.loss
+    paper = mv is not None and cfg.train.stage == "weak" and L.objective == "paper"
+    K = None
     n = len(two_d["image"]) if two_d is not None else 0
-    if needs_pose and n:
-        # The 2D images' poses are never used, but the lifting runs on the whole batch and
-        # refuses a NaN K (MPII has none): give such images a nominal camera of the crop.
-        side = images.shape[-1]
-        nominal = torch.as_tensor(intrinsics(side, side, side / 2, side / 2), dtype=K.dtype, device=device)
-        unknown = ~torch.isfinite(K).all((-2, -1)) & (torch.arange(len(K), device=device) < n)
-        K = torch.where(unknown[:, None, None], nominal, K)
+    if paper:  # only L_MC and L_B need the 3D poses
+        K = torch.cat([p["K"] for p in parts]).to(device)
+        if n:
+            # The 2D images' poses are never used, but the lifting runs on the whole batch and
+            # refuses a NaN K (MPII has none): give such images a nominal camera of the crop.
+            side = images.shape[-1]
+            nominal = torch.as_tensor(intrinsics(side, side, side / 2, side / 2), dtype=K.dtype, device=device)
+            unknown = ~torch.isfinite(K).all((-2, -1)) & (torch.arange(len(K), device=device) < n)
+            K = torch.where(unknown[:, None, None], nominal, K)
     autocast = torch.autocast("cuda", dtype=_amp_dtype(), enabled=device.type == "cuda" and cfg.train.amp)
     with autocast:
-        out = model(images, K if needs_pose else None)
+        out = model(images, K)
     terms = {}
-    L = cfg.loss
     total = torch.zeros((), device=device)
     if two_d is not None:
         terms["l_h"] = heatmap_loss(out["heatmaps"][:n], two_d["heatmaps"].to(device), two_d["vis"].to(device))
         total = total + terms["l_h"]
-        if cfg.train.stage == "full":
-            joints = two_d["joints_cam"].to(device)
-            terms["l_z"] = depth_loss(out["z"][:n], joints, torch.ones_like(out["z"][:n]))
-            total = total + L.psi * terms["l_z"]
+        if L.uv:
+            stride = images.shape[-1] // out["heatmaps"].shape[-1]  # model may be DDP-wrapped: no .stride
+            terms["l_uv"] = uv_loss(out["uv"][:n], two_d["uv"].to(device), two_d["vis"].to(device), stride)
+            total = total + L.uv * terms["l_uv"]
     if mv is not None:
         group = mv["view_group"].to(device)
         terms["l_h_mv"] = heatmap_loss(out["heatmaps"][n:], mv["heatmaps"].to(device), mv["vis"].to(device), group)
-        # phi >= 0. Views without a real root depth keep their weight: their (finite) clamped
-        # poses still pull towards valid ones, while a zero weight would let training park
-        # every view there at zero loss.
-        phi = out["conf"][n:].clamp_min(0)
-        R, known = (mv["R"].to(device), mv["extrinsics_known"].to(device)) if "R" in mv else (None, None)
-        terms["l_mc"] = multiview_loss(out["pose"][n:], phi, mv["pairs"].to(device), group, R, known)
-        terms["l_b"] = bone_loss(out["pose"][n:], phi, group)
-        total = total + terms["l_h_mv"] + L.alpha * terms["l_mc"] + L.beta_b * terms["l_b"]
+        total = total + terms["l_h_mv"]
+        z = out["z"][n:]
+        if "joints_cam" in mv:  # the fully supervised baseline: true depths of every joint
+            terms["l_z"] = depth_loss(z, relative_depths(mv["joints_cam"].to(device)), torch.ones_like(z), group)
+            total = total + L.psi * terms["l_z"]
+        if "depth" in mv:  # ws3d's weak stage: triangulated depths where they are determined
+            terms["l_z_mv"] = depth_loss(z, mv["depth"].to(device), mv["depth_weight"].to(device), group)
+            total = total + L.psi * terms["l_z_mv"]
+        if paper:
+            # phi >= 0. Views without a real root depth keep their weight: their (finite) clamped
+            # poses still pull towards valid ones, while a zero weight would let training park
+            # every view there at zero loss.
+            phi = out["conf"][n:].clamp_min(0)
+            R, known = (mv["R"].to(device), mv["extrinsics_known"].to(device)) if "R" in mv else (None, None)
+            terms["l_mc"] = multiview_loss(out["pose"][n:], phi, mv["pairs"].to(device), group, R, known)
+            terms["l_b"] = bone_loss(out["pose"][n:], phi, group)
+            total = total + L.alpha * terms["l_mc"] + L.beta_b * terms["l_b"]
     return total, terms
 
 
@@ -220,8 +293,9 @@ def build(cfg: Config, rank: int = 0, world: int = 1, device: torch.device | str
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg).to(device)
     if init is not None:
-        load_weights(model, init, cfg.train.init)
-        if init["config"]["train"]["stage"] == "pretrain2d" and cfg.train.stage != "pretrain2d":
+        from_2d = init["config"]["train"]["stage"] == "pretrain2d" and cfg.train.stage != "pretrain2d"
+        load_weights(model, init, cfg.train.init, depth=not from_2d)
+        if from_2d:
             model.reset_depth()  # depth maps start untrained after 2D pre-training
     dataset, sampler = _data(cfg, model, rank, world, run_dir)  # pseudo-labels come from the init model
     return model, dataset, sampler
@@ -283,8 +357,8 @@ def _train(cfg: Config, rank: int, world: int, device: torch.device) -> dict:
         training_curves(log_path, run_dir / "training.png")
         return metrics
 
-    bar = tqdm(total=cfg.train.steps, initial=step, desc=cfg.train.stage, unit="step",
-               disable=not (cfg.train.progress and rank == 0))  # fmt: skip
+    bar = progress_bar(total=cfg.train.steps, initial=step, desc=cfg.train.stage, unit="step",
+                   disable=not (cfg.train.progress and rank == 0))  # fmt: skip
     start, window, window_images, window_start, metrics = time.perf_counter(), [], 0, time.perf_counter(), None
     model.train()
     while step < cfg.train.steps:

@@ -30,13 +30,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ws3d.camera import affine_to_3x3, project, transform_points, world_to_camera
 from ws3d.data.poses import ACTIVITIES, make_subject, sample_person
 from ws3d.data.render import background, draw_person, occlude
 from ws3d.data.rigs import RIGS, sample_rig
 from ws3d.data.transforms import crop_affine
+from ws3d.progress import progress_bar
 from ws3d.skeleton import JOINTS, NUM_JOINTS
 
 SPLITS = ("2d", "mv", "test")
@@ -211,7 +211,7 @@ def write_shards(cfg: SynthConfig, out: str | os.PathLike, workers: int | None =
         names.append(name)
         buffer.clear()
 
-    bar = tqdm(total=cfg.n, desc=f"render {cfg.split}", unit="img", disable=not progress)
+    bar = progress_bar(total=cfg.n, desc=f"render {cfg.split}", unit="img", disable=not progress)
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         results = pool.map(_render_range, [cfg] * len(ranges), *zip(*ranges, strict=True))
         for arrays in results:

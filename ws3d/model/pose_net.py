@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ws3d.ops import reconstruct_3d, softargmax_2p5d
 from ws3d.skeleton import NUM_JOINTS, REFERENCE_BONE
 
 from .hrnet import HRNetW32, load_hrnet_weights
-from .small import SmallNet
+from .small import Residual, SmallNet
 
 BACKBONES = ("small", "hrnet_w32")
 
@@ -43,10 +44,12 @@ class PoseNet2p5D(nn.Module):
         beta: softmax sharpness; it MULTIPLIES the heatmap logits (paper: 50).
         joints: J.
         pretrained: an HRNet-W32 checkpoint file to initialise the backbone from.
+        depth_blocks: residual blocks between the backbone and the depth maps (0: the depth
+            maps come straight from the backbone's features, like the heatmaps).
     """
 
     def __init__(self, backbone: str = "small", width: int = 32, beta: float = 50.0, joints: int = NUM_JOINTS,
-                 pretrained: str | None = None):  # fmt: skip
+                 pretrained: str | None = None, depth_blocks: int = 0):  # fmt: skip
         super().__init__()
         if backbone not in BACKBONES:
             raise ValueError(f"model.backbone must be one of {BACKBONES}, got {backbone!r}")
@@ -56,15 +59,19 @@ class PoseNet2p5D(nn.Module):
                 raise ValueError("model.pretrained is an HRNet-W32 checkpoint; set model.backbone=hrnet_w32")
             load_hrnet_weights(self.backbone, pretrained)
         self.stride, self.beta, self.joints = self.backbone.stride, beta, joints
-        self.head = nn.Conv2d(self.backbone.out_channels, 2 * joints, 1)
+        self.head = nn.Conv2d(self.backbone.out_channels, 2 * joints, 1)  # J heatmaps, then J depth maps
+        self.depth_branch = nn.Sequential(*[Residual(self.backbone.out_channels) for _ in range(depth_blocks)])
         self.reset_depth()
 
     def reset_depth(self) -> None:
-        """Re-initialise the depth-map channels of the head (they start untrained after 2D pre-training)."""
+        """Re-initialise the depth-map channels of the head and the depth branch (they start
+        untrained after 2D pre-training)."""
         with torch.no_grad():
             w = self.head.weight[self.joints :]
             nn.init.normal_(w, std=0.001)
             self.head.bias[self.joints :].zero_()
+        for block in self.depth_branch:
+            block.reset_parameters()
 
     def forward(self, images: torch.Tensor, K: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Run the network.
@@ -79,8 +86,10 @@ class PoseNet2p5D(nn.Module):
             (phi, no gradient); with K also ``pose`` (B, J, 3) scale-normalised camera-
             frame pose and ``valid`` (B,) bool.
         """
-        maps = self.head(self.backbone(images)).float()  # the ops accumulate in float32 anyway
-        heatmaps, depthmaps = maps[:, : self.joints], maps[:, self.joints :]
+        features = self.backbone(images)
+        J, w, b = self.joints, self.head.weight, self.head.bias
+        heatmaps = F.conv2d(features, w[:J], b[:J]).float()  # the ops accumulate in float32 anyway
+        depthmaps = F.conv2d(self.depth_branch(features), w[J:], b[J:]).float()
         uv, z, conf = softargmax_2p5d(heatmaps, depthmaps, beta=self.beta)
         out = {"heatmaps": heatmaps, "depthmaps": depthmaps, "uv": heatmap_to_image_uv(uv, self.stride), "z": z,
                "conf": conf}  # fmt: skip

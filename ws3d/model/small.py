@@ -30,6 +30,11 @@ class Residual(nn.Module):
     def forward(self, x):
         return torch.relu(x + self.body(x))
 
+    def reset_parameters(self) -> None:
+        for module in self.body.modules():
+            if isinstance(module, (nn.Conv2d, nn.GroupNorm)):
+                module.reset_parameters()
+
 
 class SmallNet(nn.Module):
     """(B, 3, H, W) -> (B, width, H/4, W/4)."""

@@ -1,0 +1,155 @@
+"""The paper's ablation (its Table 1) on the synthetic benchmark, in one command.
+
+    ws3d ablation [--config train/synthetic_weak.yaml] [--settings NAME ...] [--test DIR ...]
+                  [--runs runs/ablation] [--out train/results] [section.key=value ...]
+
+Every setting starts from the same 2D-pretrained checkpoint (the config's ``train.init``)
+and trains for the same number of steps on the same data; only what the setting names
+changes (:data:`SETTINGS`). Each is then evaluated on the test split of every ``--test``
+directory (default: the config's ``data.root``). A setting whose run directory already
+holds a finished run is evaluated, not trained again. Writes ``ablation.json`` (metrics,
+seconds, machine, versions, date, git revision) and ``ablation.md`` (the table the README
+includes) into ``--out``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ws3d.checkpoint import load_checkpoint
+from ws3d.config import load_config
+from ws3d.data.synthetic import ShardDataset
+from ws3d.evaluate import build_model, evaluate, load_weights
+
+
+@dataclass(frozen=True)
+class Setting:
+    overrides: tuple[str, ...] | None  # of the weak config; None: the 2D checkpoint itself, z = 0
+    labels_3d: str
+    labels_2d_mv: str
+    rotations: str
+    notes: str = ""
+
+
+SETTINGS = {
+    "FS": Setting(("train.stage=full",), "yes", "yes", "-", "fully supervised baseline"),
+    "WS+R": Setting(("data.mv_labels=given", "data.known_extrinsics=true"), "no", "yes", "true"),
+    "WS": Setting(("data.mv_labels=given",), "no", "yes", "estimated"),
+    "WS+R-no2D": Setting(("data.known_extrinsics=true",), "no", "pseudo-labels only", "true"),
+    "WS-no2D": Setting((), "no", "pseudo-labels only", "estimated", "ws3d's default objective"),
+    "WS-no2D-paper": Setting(("loss.objective=paper",), "no", "pseudo-labels only", "estimated",
+                             "the paper's exact objective"),  # fmt: skip
+    "WS-noLH": Setting(("data.mv_labels=none",), "no", "none", "estimated", "no L_H on the multi-view images"),
+    "2D-only": Setting(None, "no", "-", "-", "the 2D-pretrained model, z = 0"),
+}
+METRICS = ("mpjpe", "n_mpjpe", "p_mpjpe", "pck150", "auc", "px2d", "solvable")
+
+
+def _git_revision() -> str:
+    try:
+        root = Path(__file__).resolve().parent.parent
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        return rev.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def machine() -> dict:
+    """Where and when: the machine, the versions, the date and the git revision."""
+    return {"date": datetime.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+            "git": _git_revision()}  # fmt: skip
+
+
+def _model_2d_only(init: str):
+    """The 2D-pretrained model with its depth channels zeroed: every joint at the root's depth."""
+    payload = load_checkpoint(init)
+    from ws3d.config import from_dict
+
+    cfg = from_dict(payload["config"])
+    model = build_model(cfg, pretrained=False)
+    load_weights(model, payload, init)
+    with torch.no_grad():
+        model.head.weight[model.joints :].zero_()
+        model.head.bias[model.joints :].zero_()
+    return model.eval(), cfg
+
+
+def run_setting(name: str, config: str, runs: Path, overrides: list[str]) -> tuple[object, object, float]:
+    """Train one setting (unless its run is finished) -> (model, config, training seconds)."""
+    from ws3d.evaluate import model_from_checkpoint
+    from ws3d.trainer import train
+
+    setting = SETTINGS[name]
+    base = load_config(config, overrides)
+    if setting.overrides is None:
+        model, cfg = _model_2d_only(base.train.init)
+        return model, cfg, 0.0
+    cfg = load_config(config, [*overrides, *setting.overrides, f"run_dir={runs / name}"])
+    done = Path(cfg.run_dir) / "ablation_seconds.json"
+    last = Path(cfg.run_dir) / "last.pt"
+    if not (done.is_file() and last.is_file() and load_checkpoint(last)["step"] >= cfg.train.steps):
+        start = time.perf_counter()
+        train(cfg)
+        done.write_text(json.dumps({"seconds": time.perf_counter() - start}) + "\n")
+    model, cfg = model_from_checkpoint(last)
+    return model, cfg, json.loads(done.read_text())["seconds"]
+
+
+def markdown(results: dict, tests: list[str]) -> str:
+    """The ablation table: one row per setting, one block of columns per test split."""
+    head = "| setting | 3D labels | 2D labels on the multi-view images | rotations |"
+    rule = "|---|---|---|---|"
+    for test in tests:
+        tag = "" if len(tests) == 1 else f" ({test})"
+        head += f" MPJPE{tag} | N-MPJPE | P-MPJPE | PCK@150 | AUC | 2D px | solvable |"
+        rule += "---:|---:|---:|---:|---:|---:|---:|"
+    lines = [head, rule]
+    for name, row in results["settings"].items():
+        s = SETTINGS[name]
+        cells = [f"`{name}`", s.labels_3d, s.labels_2d_mv, s.rotations]
+        for test in tests:
+            m = row["test"][test]
+            cells += [f"{m['mpjpe']:.1f}", f"{m['n_mpjpe']:.1f}", f"{m['p_mpjpe']:.1f}", f"{100 * m['pck150']:.1f}",
+                      f"{100 * m['auc']:.1f}", f"{m['px2d']:.2f}", f"{100 * m['solvable']:.0f} %"]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_ablation(config: str, names: list[str], tests: list[str] | None, runs: Path, out: Path | None,
+                 overrides: list[str], progress: bool = True) -> dict:  # fmt: skip
+    """Train and evaluate the named settings; write ``out/ablation.{json,md}`` when ``out`` is set."""
+    unknown = [n for n in names if n not in SETTINGS]
+    if unknown:
+        raise ValueError(f"unknown ablation setting(s) {unknown}; choose from {list(SETTINGS)}")
+    base = load_config(config, overrides)
+    if base.train.stage != "weak" or not base.train.init:
+        raise ValueError(f"{config}: the ablation starts from a weak-stage config with train.init set")
+    tests = tests or [base.data.root]
+    test_sets = {t: ShardDataset(t, "test") for t in tests}
+    results = {**machine(), "config": config, "overrides": overrides, "init": base.train.init,
+               "steps": base.train.steps, "tests": tests, "settings": {}}  # fmt: skip
+    for name in names:
+        model, cfg, seconds = run_setting(name, config, runs, overrides)
+        row = {"seconds": round(seconds, 1), "test": {}}
+        for test, data in test_sets.items():
+            m = evaluate(model, data, cfg.data.size, progress=progress)
+            row["test"][test] = {k: m["valid" if k == "solvable" else k] for k in METRICS}
+        row.update(row["test"][tests[0]])
+        results["settings"][name] = row
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "ablation.json").write_text(json.dumps(results, indent=1) + "\n")
+            (out / "ablation.md").write_text(markdown(results, tests))
+    return results
