@@ -8,10 +8,10 @@ import torch
 from ws3d.losses import (
     bone_loss,
     depth_loss,
-    relative_depths,
     heatmap_loss,
     multiview_loss,
     normalised_bone_lengths,
+    relative_depths,
 )
 from ws3d.skeleton import BONES, MEAN_BONE_LENGTHS_MM, NUM_JOINTS, standing_pose
 
