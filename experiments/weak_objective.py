@@ -1,12 +1,15 @@
 """Where the weakly supervised objective leads when only the depths can move.
 
     python experiments/weak_objective.py [--data data/synthetic] [--noise 0 0.5 1 2 4]
-        [--model runs/synthetic/pretrain2d/last.pt] [--rotations estimated known] [--out FILE.json]
+        [--model runs/synthetic/pretrain2d/last.pt] [--rotations estimated known]
+        [--objective paper triangulated] [--out FILE.json]
 
 No network: the relative depths z (M, J) of M multi-view images are free variables,
-optimised with Adam under alpha L_MC + beta_B L_B exactly as the trainer computes them
-(``ws3d.losses``: rotations from ``weighted_procrustes`` with no gradient, or the true
-ones, "WS+R"). The 2D joints stay fixed: the true ones plus Gaussian noise of sigma
+optimised with Adam under the weak stage's objective exactly as the trainer computes it:
+the paper's alpha L_MC + beta_B L_B (``ws3d.losses``: rotations from
+``weighted_procrustes`` with no gradient, or the true ones, "WS+R"), or ws3d's psi L_z
+against depths triangulated from the same 2D joints (``ws3d.multiview.depth_targets``,
+rotations estimated per group or the true ones). The 2D joints stay fixed: the true ones plus Gaussian noise of sigma
 pixels per coordinate, or a 2D model's predictions (with its confidences as phi; phi = 1
 otherwise). Every setting starts once from the true depths (is the truth a minimum?) and
 once from z = 0 (the weak stage's start: does descent find the truth?). The true depths
@@ -38,11 +41,13 @@ from ws3d.config import LossConfig
 from ws3d.data.sampling import group_indices, view_pairs
 from ws3d.data.synthetic import ShardDataset
 from ws3d.evaluate import model_from_checkpoint, predict
-from ws3d.losses import bone_loss, multiview_loss
+from ws3d.losses import bone_loss, depth_loss, multiview_loss
+from ws3d.multiview import depth_targets
 from ws3d.ops import reconstruct_3d
 from ws3d.skeleton import NECK, REFERENCE_BONE, ROOT
 
-ALPHA, BETA_B = LossConfig.alpha, LossConfig.beta_b  # the trainer's defaults, the paper's weights
+# The trainer's defaults: the paper's weights, and the pseudo-label threshold.
+ALPHA, BETA_B, PSI, THRESHOLD = LossConfig.alpha, LossConfig.beta_b, LossConfig.psi, LossConfig.pseudo_threshold
 NECK_PELVIS_MM = 490.0
 
 
@@ -90,8 +95,21 @@ def lift(z, uv, views, root: str) -> torch.Tensor:
     return (z_root[:, None] + z)[..., None] * rays
 
 
-def objective(z, uv, conf, views, rotations: str, root: str):
-    """alpha L_MC + beta_B L_B (and the two terms) of the poses lifted from (uv, z)."""
+def triangulated(uv, conf, views, rotations: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The trainer's depth targets and their weights (M, J) from these 2D joints; joints
+    count as seen where phi exceeds the pseudo-label threshold."""
+    R, known = (views["R"].numpy(), views["known"].numpy()) if rotations == "known" else (None, None)
+    out = depth_targets(uv.numpy(), (conf > THRESHOLD).double().numpy(), views["K"].numpy(),
+                        views["view_group"].numpy(), R, known)  # fmt: skip
+    return torch.as_tensor(out["z"]).double(), torch.as_tensor(out["weight"]).double()
+
+
+def objective(z, uv, conf, views, rotations: str, root: str, targets=None):
+    """The objective and its two terms: psi L_z against ``targets`` (depths, weights) where
+    given (ws3d's), else alpha L_MC + beta_B L_B of the poses lifted from (uv, z)."""
+    if targets is not None:
+        l_z = depth_loss(z, *targets, views["view_group"])
+        return PSI * l_z, l_z, torch.zeros_like(l_z)
     pose = lift(z, uv, views, root)
     R, known = (views["R"], views["known"]) if rotations == "known" else (None, None)
     l_mc = multiview_loss(pose, conf, views["pairs"], views["view_group"], R, known)
@@ -99,12 +117,12 @@ def objective(z, uv, conf, views, rotations: str, root: str):
     return ALPHA * l_mc + BETA_B * l_b, l_mc, l_b
 
 
-def summarise(z, uv, conf, views, rotations: str, root: str) -> dict[str, float]:
+def summarise(z, uv, conf, views, rotations: str, root: str, targets=None) -> dict[str, float]:
     """The objective, and how the depths ``z`` (M, J), lifted as at inference (``reconstruct_3d``),
     compare with the truth."""
     z_true, pose_true = true_depths(views["joints_cam"])
     with torch.no_grad():
-        total, l_mc, l_b = objective(z, uv, conf, views, rotations, root)
+        total, l_mc, l_b = objective(z, uv, conf, views, rotations, root, targets)
         pose, z_root, valid = reconstruct_3d(uv, z, views["K"])
         zc, tc = z - z.mean(1, keepdim=True), z_true - z_true.mean(1, keepdim=True)
         corr = (zc * tc).sum(1) / (zc.norm(dim=1) * tc.norm(dim=1)).clamp_min(1e-12)
@@ -114,13 +132,13 @@ def summarise(z, uv, conf, views, rotations: str, root: str) -> dict[str, float]
             "depth_corr": float(corr.mean()), "error_mm": float(error * NECK_PELVIS_MM)}  # fmt: skip
 
 
-def descend(z0, uv, conf, views, rotations: str, root: str, steps: int, lr: float) -> torch.Tensor:
+def descend(z0, uv, conf, views, rotations: str, root: str, targets, steps: int, lr: float) -> torch.Tensor:
     """Adam on the free depths, lr cosine-annealed to ~0 so that the end point is a rest point."""
     z = z0.clone().requires_grad_()
     optimizer = torch.optim.Adam([z], lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps, eta_min=lr * 1e-3)
     for _ in range(steps):
-        total = objective(z, uv, conf, views, rotations, root)[0]
+        total = objective(z, uv, conf, views, rotations, root, targets)[0]
         optimizer.zero_grad()
         total.backward()
         optimizer.step()
@@ -152,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rotations", nargs="+", choices=("estimated", "known"), default=["estimated"])
     parser.add_argument("--root", nargs="+", choices=("paper", "flat"), default=["paper"],
                         help="how the losses' poses get their root depth (see lift())")  # fmt: skip
+    parser.add_argument("--objective", nargs="+", choices=("paper", "triangulated"), default=["paper"],
+                        help="the paper's L_MC + L_B (over --root), or ws3d's L_z on triangulated depths")  # fmt: skip
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
@@ -168,21 +188,26 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     print(f"{len(z_true)} views in {int(views['view_group'].max()) + 1} groups, {args.steps} Adam steps per run\n")
-    print("| 2D joints | mean 2D error px | rotations | root | depths | loss | L_MC | L_B | solvable | "
-          "median abs(z_neck - z_pelvis) | median z_root | depth corr | error mm |")  # fmt: skip
+    print("| 2D joints | mean 2D error px | rotations | objective (root) | depths | loss | L_MC or L_z | L_B | "
+          "solvable | median abs(z_neck - z_pelvis) | median z_root | depth corr | error mm |")  # fmt: skip
     print("|---|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     zero = torch.zeros_like(z_true)
     for name, uv, conf in sources:
         px = float((uv - views["uv"]).norm(dim=-1).mean())
-        for rotations, root in itertools.product(args.rotations, args.root):
-            setting = (uv, conf, views, rotations, root)
+        kinds = [("paper", root) for root in args.root if "paper" in args.objective]
+        kinds += [("triangulated", "-")] if "triangulated" in args.objective else []
+        for rotations, (kind, root) in itertools.product(args.rotations, kinds):
+            targets = triangulated(uv, conf, views, rotations) if kind == "triangulated" else None
+            setting = (uv, conf, views, rotations, root, targets)
             runs = [("true", z_true), ("0", zero), ("from true", descend(z_true, *setting, args.steps, args.lr)),
                     ("from 0", descend(zero, *setting, args.steps, args.lr))]  # fmt: skip
             for start, z in runs:
-                row = {"2d": name, "px2d": px, "rotations": rotations, "root": root, "depths": start,
+                row = {"2d": name, "px2d": px, "rotations": rotations, "objective": kind, "root": root, "depths": start,
                        **summarise(z, *setting)}  # fmt: skip
                 rows.append(row)
-                cells = (name, f"{px:.2f}", rotations, root, start, *(f"{row[k]:.3g}" for k in ("loss", "l_mc", "l_b")),
+                label = f"paper ({root})" if kind == "paper" else kind
+                cells = (name, f"{px:.2f}", rotations, label, start,
+                         *(f"{row[k]:.3g}" for k in ("loss", "l_mc", "l_b")),
                          f"{row['solvable']:.0%}", *(f"{row[k]:.2f}" for k in ("dz_ref", "z_root", "depth_corr")),
                          f"{row['error_mm']:.0f}")  # fmt: skip
                 print("| " + " | ".join(cells) + " |", flush=True)

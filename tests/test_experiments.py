@@ -47,6 +47,20 @@ def test_truth_fits_and_noise_pulls_the_depths_towards_the_viewing_rays(probe, d
     assert flat[True, "from true"]["solvable"] > noisy["solvable"] + 0.2
 
 
+def test_the_triangulated_objective_reaches_the_truth_from_flat_poses(probe, data, tmp_path):
+    # The simplest case, which the paper's objective fails (116 mm): exact 2D, and
+    # descent from z = 0 must end at the true depths, with known or estimated rotations.
+    out = tmp_path / "probe.json"
+    args = ["--data", str(data), "--groups", "16", "--noise", "0", "--steps", "300", "--objective", "triangulated",
+            "--rotations", "known", "estimated", "--out", str(out)]  # fmt: skip
+    assert probe.main(args) == 0
+    rows = {(r["rotations"], r["depths"]): r for r in json.loads(out.read_text())["rows"]}
+    assert {r["objective"] for r in rows.values()} == {"triangulated"} and len(rows) == 8
+    for rotations in ("known", "estimated"):
+        assert rows[rotations, "0"]["error_mm"] > 100
+        assert rows[rotations, "from 0"]["error_mm"] < 5 and rows[rotations, "from 0"]["solvable"] == 1.0
+
+
 def test_groups_of_one_view_are_refused(probe, tmp_path):
     root = tmp_path / "single"
     write_shards(SynthConfig("mv", 4, size=64, rig="h36m"), root, workers=1, progress=False)
