@@ -6,6 +6,7 @@ import sys
 
 import cv2
 import numpy as np
+import torch
 
 from ws3d.cli import main
 from ws3d.data.synthetic import ShardDataset
@@ -96,3 +97,53 @@ def test_training_mistakes_print_one_line(tmp_path, capsys):
 
 def test_bench_passes_its_arguments_to_the_sweep(capsys):
     assert main(["bench", "--ops", "no_such_op"]) == 2  # the sweep's own argparse rejects it
+
+
+def test_export_then_ablation_trains_each_setting_once_and_writes_its_table(tmp_path, capsys):
+    root = tmp_path / "data"
+    for split, n in (("2d", 8), ("mv", 16), ("test", 6)):
+        assert main(["data", "synth", "--out", str(root), "--split", split, "--n", str(n), "--size", "64",
+                     "--rig", "h36m", "--workers", "1"]) == 0  # fmt: skip
+    other = tmp_path / "other"  # a second test split: another seed and rig
+    assert main(["data", "synth", "--out", str(other), "--split", "test", "--n", "5", "--size", "64", "--seed", "3",
+                 "--rig", "orbit", "--workers", "1"]) == 0  # fmt: skip
+    common = f"data: {{root: {root}, size: 64, images: 2, groups: 2, max_views: 4, workers: 0, eval_images: 0}}\n"
+    (tmp_path / "pre.yaml").write_text(f"run_dir: {tmp_path / 'pre'}\n{common}model: {{width: 16}}\n")
+    assert main(["train", str(tmp_path / "pre.yaml"), "train.steps=2", "train.progress=false"]) == 0
+    shipped = tmp_path / "shipped.pt"
+    assert main(["export", str(tmp_path / "pre" / "last.pt"), str(shipped), "--data", str(root)]) == 0
+    slim = torch.load(shipped, weights_only=True)
+    assert {"model", "config", "metrics", "git", "step"} <= set(slim) and slim["step"] == 2
+    assert not {"optimizer", "scheduler", "rng"} & set(slim)
+    assert {"mpjpe", "px2d"} <= set(slim["metrics"]) and slim["git"]
+
+    weak = tmp_path / "weak.yaml"
+    weak.write_text(f"{common}model: {{width: 16, depth_blocks: 1}}\n"
+                    f"train: {{stage: weak, init: {shipped}, steps: 2, progress: false}}\n")  # fmt: skip
+    args = ["ablation", "--config", str(weak), "--settings", "2D-only", "WS-no2D", "FS", "--test", str(root),
+            str(other), "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]  # fmt: skip
+    capsys.readouterr()
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "2D-only / WS-no2D MPJPE:" in printed and "| `FS` | yes | yes |" in printed
+    result = json.loads((tmp_path / "out" / "ablation.json").read_text())
+    assert {"date", "machine", "python", "torch", "git"} <= set(result) and result["tests"] == [str(root), str(other)]
+    assert list(result["settings"]) == ["2D-only", "WS-no2D", "FS"]
+    for name, row in result["settings"].items():
+        assert {"mpjpe", "n_mpjpe", "p_mpjpe", "pck150", "auc", "px2d", "solvable", "seconds"} <= set(row)
+        assert set(row["test"]) == {str(root), str(other)} and row["mpjpe"] == row["test"][str(root)]["mpjpe"]
+        assert (row["seconds"] > 0) == (name != "2D-only")
+    table = (tmp_path / "out" / "ablation.md").read_text().splitlines()
+    assert len(table) == 5 and table[0].count("MPJPE (") == 2  # a block of columns per test split
+    # The weak run learnt nothing from 3D labels: no true depths were cached for it.
+    with np.load(tmp_path / "runs" / "WS-no2D" / "depth_targets.npz") as targets:
+        assert targets["depth"].shape == (16, 17)
+
+    # Run again: finished settings are evaluated, not trained again.
+    last = tmp_path / "runs" / "WS-no2D" / "last.pt"
+    before = last.stat().st_mtime_ns
+    assert main(args) == 0
+    again = json.loads((tmp_path / "out" / "ablation.json").read_text())
+    assert last.stat().st_mtime_ns == before
+    assert again["settings"]["WS-no2D"]["seconds"] == result["settings"]["WS-no2D"]["seconds"]
+    assert again["settings"]["FS"]["mpjpe"] == result["settings"]["FS"]["mpjpe"]
