@@ -134,7 +134,7 @@ def test_export_then_ablation_trains_each_setting_once_and_writes_its_table(tmp_
         assert set(row["test"]) == {str(root), str(other)} and row["mpjpe"] == row["test"][str(root)]["mpjpe"]
         assert (row["seconds"] > 0) == (name != "2D-only")
     table = (tmp_path / "out" / "ablation.md").read_text().splitlines()
-    assert len(table) == 5 and table[0].count("MPJPE (") == 2  # a block of columns per test split
+    assert len(table) == 11 and table[6].count("MPJPE `") == 2  # all metrics, then MPJPE and 2D px per split
     # The weak run learnt nothing from 3D labels: no true depths were cached for it.
     with np.load(tmp_path / "runs" / "WS-no2D" / "depth_targets.npz") as targets:
         assert targets["depth"].shape == (16, 17)

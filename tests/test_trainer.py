@@ -73,7 +73,7 @@ def test_each_stage_lowers_its_loss_on_a_fixed_batch(stage, objective, data, pre
 
 
 @pytest.mark.parametrize("extrinsics", [False, True])
-@pytest.mark.parametrize("labels", ["pseudo", "given", "none"])
+@pytest.mark.parametrize("labels", ["pseudo", "consistent", "given", "none"])
 def test_weak_batches_carry_no_3d_labels(labels, extrinsics, data, pretrained, tmp_path):
     cfg = _config(data, tmp_path, "weak", pretrained, f"data.mv_labels={labels}",
                   f"data.known_extrinsics={str(extrinsics).lower()}")  # fmt: skip
@@ -88,6 +88,11 @@ def test_weak_batches_carry_no_3d_labels(labels, extrinsics, data, pretrained, t
         assert mv["vis"].sum() == 0  # no L_H on the multi-view images
     else:  # pseudo-labels are the 2D model's joints, not the data set's
         assert np.array_equal(dataset.multi_view.uv, views.arrays["uv"]) == (labels == "given")
+    if labels == "consistent":  # the pseudo-labels the triangulation confirms, and only those
+        pseudo = np.load(tmp_path / "pseudo_labels.npz")["vis"]
+        kept = dataset.multi_view.vis > 0
+        assert 0 < kept.sum() < (pseudo > 0).sum()
+        assert np.array_equal(kept, (pseudo > 0) & (dataset.multi_view.depth_weight > 0))
 
 
 def _weights(path):
@@ -184,7 +189,11 @@ def test_two_process_ddp_equals_one_process(data, pretrained, tmp_path):
 def test_fused_ops_and_reference_ops_give_the_same_loss_curve(data, pretrained, tmp_path):
     # A small step keeps the 20-step trajectory of this barely trained model out of its
     # chaotic regime, where any rounding difference grows without bound.
-    args = [f"train.init={pretrained}", "train.steps=20", "train.lr=2e-5", "train.lr_final=2e-5"]
+    # The data set's 2D labels on the multi-view images: pseudo-labels would differ in the
+    # last bits between the backends, and the triangulation's thresholds (which joints get a
+    # target) could then flip a joint; the ops, not the targets, are what is compared.
+    args = [f"train.init={pretrained}", "train.steps=20", "train.lr=2e-5", "train.lr_final=2e-5",
+            "data.mv_labels=given"]
     assert select_backend(torch.device("cpu")) != "reference", "the native CPU ops did not build"
     fused = train(_config(data, tmp_path / "fused", "weak", None, *args))
     with use_backend("reference"):
@@ -200,5 +209,5 @@ def test_fused_ops_and_reference_ops_give_the_same_loss_curve(data, pretrained, 
     # barely trained model has near-degenerate 3D reconstructions, so float32 rounding
     # differences of 1e-6 grow to ~1 % on a few batches.
     relative = [abs(ra[k] - rb[k]) / abs(rb[k]) for ra, rb in zip(a, b, strict=True)
-                for k in ("loss", "l_h", "l_mc", "l_b") if k in ra]  # fmt: skip
+                for k in ("loss", "l_h", "l_h_mv", "l_z_mv") if k in ra]  # fmt: skip
     assert max(relative) < 3e-2 and sorted(relative)[len(relative) // 2] < 5e-3

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field, fields
 import yaml
 
 STAGES = ("pretrain2d", "weak", "full")
-MV_LABELS = ("pseudo", "given", "none")
+MV_LABELS = ("pseudo", "consistent", "given", "none")
 OBJECTIVES = ("triangulated", "paper")
 
 
@@ -39,9 +39,11 @@ class DataConfig:
     sigma: float = 2.0  # target heatmap Gaussian, heatmap pixels
     workers: int = 2  # DataLoader processes
     # Weak stage: the 2D labels of the multi-view images. "pseudo": the 2D model's joints with
-    # confidence > loss.pseudo_threshold (the paper's in-the-wild setting); "given": the data
-    # set's own 2D labels; "none": no L_H on them (the triangulation still uses the pseudo-labels).
-    mv_labels: str = "pseudo"
+    # confidence > loss.pseudo_threshold (the paper's in-the-wild setting); "consistent" (ws3d's
+    # default): those of them that the group's triangulation confirms (the joint's depth target
+    # exists: seen by another view, fitted within 8 px); "given": the data set's own 2D labels; "none": no L_H
+    # on them (the triangulation still uses the pseudo-labels).
+    mv_labels: str = "consistent"
     known_extrinsics: bool = False  # weak stage: R from the cameras where known ("WS+R")
     eval_images: int = 1000  # test images used for validation during training (0: none)
 

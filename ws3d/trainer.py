@@ -188,9 +188,13 @@ def _multi_view_set(cfg: Config, model, rank: int, world: int, run_dir: Path) ->
     else:
         uv, vis = _rank0_first(lambda: pseudo_labels(model, cfg, views, run_dir / "pseudo_labels.npz"), rank, world)
     depth = weight = None
-    if cfg.loss.objective == "triangulated":
+    if cfg.loss.objective == "triangulated" or d.mv_labels == "consistent":
         cache = run_dir / "depth_targets.npz"
         depth, weight = _rank0_first(lambda: triangulated_depths(cfg, views, uv, vis, cache), rank, world)
+    if d.mv_labels == "consistent":
+        vis = vis * (weight > 0)
+    if cfg.loss.objective != "triangulated":
+        depth = weight = None
     labelled = d.mv_labels != "none"
     return Unlabelled(views, uv if labelled else None, vis if labelled else None, d.known_extrinsics, depth, weight)
 
