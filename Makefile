@@ -40,7 +40,7 @@ ablation: data
 	@for t in "21 h36m" "33 orbit"; do set -- $$t; d=data/test_seed$$1_$$2; \
 		test -f $$d/test.json || $(WS3D) data synth --out $$d --split test --n 1000 --size 96 --seed $$1 --rig $$2 \
 		|| exit 1; done
-	$(WS3D) ablation --runs runs/ablation --out train/results --test $(DATA) $(OTHER_TESTS) data.root=$(DATA)
+	$(WS3D) ablation data.root=$(DATA) --runs runs/ablation --out train/results --test $(DATA) $(OTHER_TESTS)
 
 # Reproduces the shipped 2D checkpoint (about an hour on 2 cores) from its config and seed.
 pretrain2d: data

@@ -390,7 +390,7 @@ def _train(cfg: Config, rank: int, world: int, device: torch.device) -> dict:
                 rate = window_images / (time.perf_counter() - window_start)
                 if rank == 0:
                     _log(log_path, {"step": step, **means, "lr": scheduler.get_last_lr()[0], "images_per_s": rate})
-                bar.set_postfix({k: f"{v:.4g}" for k, v in means.items()} | {"img/s": f"{rate:.0f}"})
+                bar.set_postfix({k: f"{v:.4g}" for k, v in means.items()} | {"img/s": f"{rate:.0f}"}, refresh=False)
                 window, window_images, window_start = [], 0, time.perf_counter()
             bar.update(1)
             if step % cfg.train.checkpoint_every == 0 or step == cfg.train.steps:
