@@ -18,3 +18,9 @@ def test_readme_benchmark_tables_match_committed_results():
     assert tables, "no committed benchmark results"
     for table in tables:
         assert table.read_text().strip() in README, f"README is out of step with {table.name}"
+
+
+def test_readme_ablation_table_matches_committed_results():
+    table = ROOT / "train" / "results" / "ablation.md"
+    assert table.is_file(), "no committed ablation (make ablation)"
+    assert table.read_text().strip() in README, "README is out of step with train/results/ablation.md"
