@@ -34,7 +34,7 @@ train: data
 	$(WS3D) ablation --settings 2D-only WS-no2D --runs runs/synthetic --out runs/synthetic data.root=$(DATA)
 
 # The paper's Table 1 on the synthetic benchmark (train/results/ablation.{json,md}), on its
-# test split and on two more rendered with other seeds and rigs (about 75 min on 2 cores).
+# test split and on two more rendered with other seeds and rigs (47 min on 2 cores).
 OTHER_TESTS := data/test_seed21_h36m data/test_seed33_orbit
 ablation: data
 	@for t in "21 h36m" "33 orbit"; do set -- $$t; d=data/test_seed$$1_$$2; \
@@ -42,7 +42,7 @@ ablation: data
 		|| exit 1; done
 	$(WS3D) ablation data.root=$(DATA) --runs runs/ablation --out train/results --test $(DATA) $(OTHER_TESTS)
 
-# Reproduces the shipped 2D checkpoint (about an hour on 2 cores) from its config and seed.
+# Reproduces the shipped 2D checkpoint (about 80 min on 2 cores) from its config and seed.
 pretrain2d: data
 	$(WS3D) train train/synthetic_pretrain2d.yaml data.root=$(DATA)
 	$(WS3D) export runs/synthetic/pretrain2d/last.pt $(PRETRAINED) --data $(DATA)
