@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 
 from ws3d.checkpoint import load_checkpoint
-from ws3d.config import load_config
+from ws3d.config import from_dict, load_config
 from ws3d.data.synthetic import ShardDataset
-from ws3d.evaluate import build_model, evaluate, load_weights
+from ws3d.evaluate import build_model, evaluate, load_weights, model_from_checkpoint
 
 
 @dataclass(frozen=True)
@@ -75,8 +75,6 @@ def machine() -> dict:
 def _model_2d_only(init: str):
     """The 2D-pretrained model with its depth channels zeroed: every joint at the root's depth."""
     payload = load_checkpoint(init)
-    from ws3d.config import from_dict
-
     cfg = from_dict(payload["config"])
     model = build_model(cfg, pretrained=False)
     load_weights(model, payload, init)
@@ -88,8 +86,7 @@ def _model_2d_only(init: str):
 
 def run_setting(name: str, config: str, runs: Path, overrides: list[str]) -> tuple[object, object, float]:
     """Train one setting (unless its run is finished) -> (model, config, training seconds)."""
-    from ws3d.evaluate import model_from_checkpoint
-    from ws3d.trainer import train
+    from ws3d.trainer import train  # only when training: the CLI imports this module for SETTINGS
 
     setting = SETTINGS[name]
     base = load_config(config, overrides)

@@ -41,8 +41,8 @@ class DataConfig:
     # Weak stage: the 2D labels of the multi-view images. "pseudo": the 2D model's joints with
     # confidence > loss.pseudo_threshold (the paper's in-the-wild setting); "consistent" (ws3d's
     # default): those of them that the group's triangulation confirms (the joint's depth target
-    # exists: seen by another view, fitted within 8 px); "given": the data set's own 2D labels; "none": no L_H
-    # on them (the triangulation still uses the pseudo-labels).
+    # exists: seen by another view, fitted within 8 px); "given": the data set's own 2D labels;
+    # "none": no L_H on them (the triangulation still uses the pseudo-labels).
     mv_labels: str = "consistent"
     known_extrinsics: bool = False  # weak stage: R from the cameras where known ("WS+R")
     eval_images: int = 1000  # test images used for validation during training (0: none)

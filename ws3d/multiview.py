@@ -31,7 +31,8 @@ import torch
 from torch import Tensor
 
 from ws3d.data.sampling import group_indices
-from ws3d.skeleton import BONES, MEAN_BONE_LENGTHS_MM, REFERENCE_BONE, ROOT
+from ws3d.losses import relative_depths
+from ws3d.skeleton import BONES, MEAN_BONE_LENGTHS_MM, REFERENCE_BONE
 
 ALLOW = 1e-3  # the metric upgrade's smallest eigenvalue over its largest, at least
 CIRCLE = 48  # candidate upgrades tried on the circle of the two smallest singular vectors
@@ -405,8 +406,7 @@ def depth_targets(uv: np.ndarray, w: np.ndarray, K: np.ndarray, group: np.ndarra
             R_g = torch.as_tensor(np.asarray(R)[index], dtype=torch.float64)
         out = solve_groups(uv_g, K_g, w_g, views, R_g, fixed, iters)
         P = out["P"]
-        s = (out["X"][:, neck] - out["X"][:, pelvis]).norm(dim=-1).clamp_min(1e-9)[:, None, None]
-        z_g = (P[..., 2] - P[..., ROOT : ROOT + 1, 2]) / s
+        z_g = relative_depths(P.flatten(0, 1)).reshape(index.shape + (J,))
         h = torch.einsum("gcab,gcjb->gcja", K_g, P)
         e = (h[..., :2] / h[..., 2:].clamp_min(1e-6) - uv_g).norm(dim=-1)
         seen = (w_g > 0).sum(1) >= 2  # (G, J)

@@ -105,25 +105,41 @@ def _labeller_key(model, cfg: Config, views: int) -> str:
     return digest.hexdigest()
 
 
+def _read_cache(cache: Path, key: str, names: tuple[str, ...]) -> tuple[np.ndarray, ...] | None:
+    """The arrays ``names`` of a cache file written by :func:`_write_cache` under ``key``;
+    None if it is missing, made under another key, truncated or foreign (a cache is only
+    ever remade)."""
+    if cache.is_file():
+        try:
+            with np.load(cache) as f:
+                if str(f["key"]) == key:
+                    return tuple(f[name] for name in names)
+        except Exception:
+            pass
+    return None
+
+
+def _write_cache(cache: Path, key: str, **arrays: np.ndarray) -> None:
+    """Write the arrays and their ``key`` to a temporary file, then rename it: a killed run
+    never leaves a half-written cache."""
+    tmp = cache.with_name(cache.name + ".tmp.npz")
+    np.savez(tmp, key=np.array(key), **arrays)
+    os.replace(tmp, cache)
+
+
 def pseudo_labels(model, cfg: Config, views: Dataset, cache: Path) -> tuple[np.ndarray, np.ndarray]:
     """2D labels for multi-view images from the 2D-pretrained model: joints with confidence
     above ``loss.pseudo_threshold`` and inside the image. Made once, cached in ``cache``;
     a cache made by other weights or settings is made again."""
     key = _labeller_key(model, cfg, len(views))
+    if (cached := _read_cache(cache, key, ("uv", "vis"))) is not None:
+        return cached
     if cache.is_file():
-        try:
-            with np.load(cache) as f:
-                if str(f["key"]) == key:
-                    return f["uv"], f["vis"]
-        except Exception:  # no key (an older cache), truncated or foreign: a cache is only ever remade
-            pass
         print(f"{cache}: made by another 2D model or other settings, or unreadable; labelling the views again")
     pred = predict(model, views, cfg.data.size, progress=cfg.train.progress)
     inside = ((pred["uv"] >= 0) & (pred["uv"] <= pred["image_wh"][:, None] - 1)).all(-1)
     vis = ((pred["conf"] > cfg.loss.pseudo_threshold) & inside).astype(np.uint8)
-    tmp = cache.with_name(cache.name + ".tmp.npz")
-    np.savez(tmp, uv=pred["uv"], vis=vis, key=np.array(key))
-    os.replace(tmp, cache)
+    _write_cache(cache, key, uv=pred["uv"], vis=vis)
     return pred["uv"], vis
 
 
@@ -150,20 +166,13 @@ def triangulated_depths(cfg: Config, views: Dataset, uv: np.ndarray, vis: np.nda
     a = views.arrays
     R, known = (a["R"], a["extrinsics_known"]) if cfg.data.known_extrinsics else (None, None)
     key = _digest(uv, vis, a["K"], a["group"], R, known, multiview.PIXEL_SCALE, multiview.BONE_TOLERANCE)
-    if cache.is_file():
-        try:
-            with np.load(cache) as f:
-                if str(f["key"]) == key:
-                    return f["depth"], f["weight"]
-        except Exception:  # truncated or foreign: a cache is only ever remade
-            pass
+    if (cached := _read_cache(cache, key, ("depth", "weight"))) is not None:
+        return cached
     start = time.perf_counter()
     out = multiview.depth_targets(uv, vis.astype(np.float64), a["K"], a["group"], R, known)
     print(f"triangulated {len(uv)} multi-view images in {time.perf_counter() - start:.0f} s: depth targets for "
           f"{out['weight'].mean():.0%} of their joints; {out['ok'].mean():.0%} of the views in solved groups")
-    tmp = cache.with_name(cache.name + ".tmp.npz")
-    np.savez(tmp, depth=out["z"], weight=out["weight"], key=np.array(key))
-    os.replace(tmp, cache)
+    _write_cache(cache, key, depth=out["z"], weight=out["weight"])
     return out["z"], out["weight"]
 
 
