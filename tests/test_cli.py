@@ -6,10 +6,13 @@ import sys
 
 import cv2
 import numpy as np
+import pytest
 import torch
 
 from ws3d.cli import main
+from ws3d.data.mpii import load_mpii
 from ws3d.data.synthetic import ShardDataset
+from ws3d.errors import InputError
 
 
 def test_data_synth_and_sheet(tmp_path, capsys):
@@ -35,15 +38,43 @@ def _run(*args):
 
 
 def test_bad_input_prints_one_line(tmp_path):
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / "test.json").write_text("{ not json")
     for args, needle in (
         (["data", "sheet", str(tmp_path)], "no rendered split"),
         (["data", "synth", "--out", str(tmp_path), "--split", "mv", "--n", "1"], "at least 2"),
         (["data", "tracklets", str(tmp_path / "missing.json"), "--out", str(tmp_path / "o.npz")], "missing.json"),
+        (["data", "sheet", str(tmp_path / "corrupt"), "--split", "test"], "test.json: not a readable split index"),
     ):
         result = _run(*args)
         assert result.returncode == 2
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("ws3d: error:") and needle in lines[0], result.stderr
+
+
+def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
+    """Only InputError is the user's mistake; a ValueError or KeyError from ws3d's own code
+    is a bug and must reach the user with its traceback, not as one 'error:' line."""
+    import ws3d.data.synthetic
+
+    for bug in (ValueError("an internal invariant broke"), KeyError("a field ws3d forgot")):
+
+        def broken(*args, error=bug, **kwargs):
+            raise error
+
+        monkeypatch.setattr(ws3d.data.synthetic, "write_shards", broken)
+        with pytest.raises(type(bug)) as caught:
+            main(["data", "synth", "--out", str(tmp_path), "--split", "test", "--n", "2"])
+        assert caught.value is bug
+
+
+def test_input_errors_are_the_builtin_errors_library_callers_catch(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.json: no such file"):
+        load_mpii(tmp_path / "nope.json")
+    (tmp_path / "test.json").write_text("[1, 2")
+    with pytest.raises(InputError, match="test.json: not a readable split index") as caught:
+        ShardDataset(tmp_path, "test")
+    assert isinstance(caught.value, ValueError) and isinstance(caught.value.__cause__, json.JSONDecodeError)
 
 
 def test_train_eval_predict(tmp_path, capsys):

@@ -28,6 +28,7 @@ import torch
 from ws3d.checkpoint import load_checkpoint
 from ws3d.config import from_dict, load_config
 from ws3d.data.synthetic import ShardDataset
+from ws3d.errors import InputError
 from ws3d.evaluate import build_model, evaluate, load_weights, model_from_checkpoint
 
 
@@ -130,10 +131,10 @@ def run_ablation(config: str, names: list[str], tests: list[str] | None, runs: P
     """Train and evaluate the named settings; write ``out/ablation.{json,md}`` when ``out`` is set."""
     unknown = [n for n in names if n not in SETTINGS]
     if unknown:
-        raise ValueError(f"unknown ablation setting(s) {unknown}; choose from {list(SETTINGS)}")
+        raise InputError(f"unknown ablation setting(s) {unknown}; choose from {list(SETTINGS)}")
     base = load_config(config, overrides)
     if base.train.stage != "weak" or not base.train.init:
-        raise ValueError(f"{config}: the ablation starts from a weak-stage config with train.init set")
+        raise InputError(f"{config}: the ablation starts from a weak-stage config with train.init set")
     tests = tests or [base.data.root]
     test_sets = {t: ShardDataset(t, "test") for t in tests}
     results = {**machine(), "config": config, "overrides": overrides, "init": base.train.init,

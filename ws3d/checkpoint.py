@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from ws3d.errors import InputError, MissingFileError
+
 FORMAT = "ws3d-checkpoint-1"
 REQUIRED = ("model", "step", "config")
 
@@ -30,19 +32,19 @@ def save_checkpoint(path: str | os.PathLike, payload: dict) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Read a ws3d checkpoint on the CPU. Raises FileNotFoundError / ValueError naming the file."""
+    """Read a ws3d checkpoint on the CPU. Raises :class:`ws3d.errors.InputError` naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint file")
+        raise MissingFileError(f"{path}: no such checkpoint file")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated, foreign or corrupt: the file is the problem, not the code
-        raise ValueError(f"{path}: not a readable checkpoint, corrupt or truncated ({type(error).__name__})") from None
+        raise InputError(f"{path}: not a readable checkpoint, corrupt or truncated ({type(error).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a ws3d checkpoint (no {FORMAT!r} format tag)")
+        raise InputError(f"{path}: not a ws3d checkpoint (no {FORMAT!r} format tag)")
     missing = [k for k in REQUIRED if k not in payload]
     if missing:
-        raise ValueError(f"{path}: checkpoint lacks {', '.join(missing)}")
+        raise InputError(f"{path}: checkpoint lacks {', '.join(missing)}")
     return payload
 
 

@@ -11,8 +11,9 @@
     ws3d predict CKPT IMAGE... [--out DIR] [--focal F]
     ws3d bench [SWEEP ARGS ...]
 
-Errors in the input (bad arguments, missing or malformed files) print one line, not a
-traceback, and exit with status 2.
+Errors in the input (bad arguments, missing or malformed files: :class:`ws3d.errors.InputError`)
+print one line, not a traceback, and exit with status 2; any other error is a bug and keeps
+its traceback.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import argparse
 import os
 import sys
 from pathlib import Path
+
+from ws3d.errors import InputError, MissingFileError
 
 
 def _data_synth(args) -> None:
@@ -39,7 +42,7 @@ def _data_sheet(args) -> None:
     root = Path(args.dir)
     splits = [args.split] if args.split else [s for s in SPLITS if (root / f"{s}.json").is_file()]
     if not splits:
-        raise FileNotFoundError(f"{root}: no rendered split (expected 2d.json, mv.json or test.json)")
+        raise MissingFileError(f"{root}: no rendered split (expected 2d.json, mv.json or test.json)")
     for split in splits:
         out = Path(args.out) if args.out and len(splits) == 1 else root / f"sheet_{split}.png"
         contact_sheet(ShardDataset(root, split), out, count=args.count)
@@ -62,9 +65,9 @@ def _data_records(args) -> None:
 
     source = Path(args.source)
     if args.kind.startswith("3dhp") and not args.sequences:
-        raise ValueError(f"{args.kind} needs --sequences (3dhp-train: SUBJECT/SEQUENCE such as 1/2; 3dhp-test: 1..6)")
+        raise InputError(f"{args.kind} needs --sequences (3dhp-train: SUBJECT/SEQUENCE such as 1/2; 3dhp-test: 1..6)")
     if args.kind.startswith("h36m") and not args.images:
-        raise ValueError(f"{args.kind} needs --images: the folder its image paths are relative to")
+        raise InputError(f"{args.kind} needs --images: the folder its image paths are relative to")
     if args.kind == "mpii":  # annot/train.json with the images in images/ beside annot/
         records, images = mpii.load_mpii(source), source.parent.parent
     elif args.kind == "h36m":
@@ -76,12 +79,12 @@ def _data_records(args) -> None:
         for item in args.sequences:
             subject, sep, sequence = item.partition("/")
             if not (sep and subject.isdigit() and sequence.isdigit()):
-                raise ValueError(f"--sequences: {item!r} is not SUBJECT/SEQUENCE (e.g. 1/2)")
+                raise InputError(f"--sequences: {item!r} is not SUBJECT/SEQUENCE (e.g. 1/2)")
             parts.append(mpi3dhp.load_train_sequence(source, int(subject), int(sequence)))
         records, images = concat_records(parts), source
     else:
         if not all(item.isdigit() for item in args.sequences):
-            raise ValueError(f"--sequences: test sequences are numbers (1..6), got {' '.join(args.sequences)}")
+            raise InputError(f"--sequences: test sequences are numbers (1..6), got {' '.join(args.sequences)}")
         records = concat_records([mpi3dhp.load_test_sequence(source, int(item)) for item in args.sequences])
         images = source
     images = args.images or images
@@ -174,7 +177,7 @@ def _bench(args) -> int:
 
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "sweep.py"
     if not script.is_file():
-        raise FileNotFoundError(f"{script}: the benchmarks need a source checkout of ws3d")
+        raise MissingFileError(f"{script}: the benchmarks need a source checkout of ws3d")
     return subprocess.run([sys.executable, str(script), *args.sweep_args]).returncode
 
 
@@ -279,9 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     args.sweep_args = extra  # ws3d bench passes them on
     try:
         code = args.run(args)
-    except (ValueError, OSError, KeyError) as error:  # the user's input, not a bug: one line
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"ws3d: error: {message}", file=sys.stderr)
+    except InputError as error:  # the user's input, not a bug: one line (anything else keeps its traceback)
+        print(f"ws3d: error: {error}", file=sys.stderr)
         return 2
     return code or 0
 

@@ -6,7 +6,7 @@ values where it gives one), so a YAML file only names what it changes::
     run_dir: runs/synthetic/weak
     train: {stage: weak, init: runs/synthetic/pretrain2d/last.pt, steps: 600}
 
-Unknown keys, wrong types and out-of-range values raise ``ValueError`` with the key's
+Unknown keys, wrong types and out-of-range values raise :class:`ws3d.errors.InputError` with the key's
 name, before anything is trained.
 """
 
@@ -17,6 +17,8 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 
 import yaml
+
+from ws3d.errors import InputError, MissingFileError
 
 STAGES = ("pretrain2d", "weak", "full")
 MV_LABELS = ("pseudo", "consistent", "given", "none")
@@ -104,7 +106,7 @@ def _coerce(key: str, value, default):
     if default is None:  # optional paths
         if value is None or isinstance(value, str):
             return value
-        raise ValueError(f"config key {key!r} must be a path or null, got {value!r}")
+        raise InputError(f"config key {key!r} must be a path or null, got {value!r}")
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind is float and isinstance(value, str):  # YAML 1.1 reads 5e-4 (no dot) as a string
@@ -113,7 +115,7 @@ def _coerce(key: str, value, default):
         except ValueError:
             pass
     if type(value) is not kind:
-        raise ValueError(f"config key {key!r} must be {kind.__name__}, got {value!r}")
+        raise InputError(f"config key {key!r} must be {kind.__name__}, got {value!r}")
     return value
 
 
@@ -124,14 +126,14 @@ def _set(cfg: Config, key: str, value) -> None:
         sections = [f.name for f in fields(Config) if f.name != "run_dir"]
         if part not in sections or target is not cfg:
             hint = difflib.get_close_matches(part, sections, 1)
-            raise ValueError(
+            raise InputError(
                 f"unknown config section {part!r} in {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
             )
         target = getattr(target, part)
     names = [f.name for f in fields(target)]
     if name not in names or (target is cfg and name != "run_dir"):
         hint = difflib.get_close_matches(name, names, 1)
-        raise ValueError(f"unknown config key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+        raise InputError(f"unknown config key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
     setattr(target, name, _coerce(key, value, getattr(target, name)))
 
 
@@ -198,18 +200,18 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> Co
             with open(path) as f:
                 tree = yaml.safe_load(f) or {}
         except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: no such config file") from None
+            raise MissingFileError(f"{path}: no such config file") from None
         except yaml.YAMLError as error:
-            raise ValueError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+            raise InputError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
         if not isinstance(tree, dict):
-            raise ValueError(f"{path}: a config must be a mapping of sections, got {type(tree).__name__}")
+            raise InputError(f"{path}: a config must be a mapping of sections, got {type(tree).__name__}")
     cfg = Config()
     for key, value in _flatten(tree).items():
         _set(cfg, key, value)
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"override {item!r} is not key=value (e.g. train.steps=200)")
+            raise InputError(f"override {item!r} is not key=value (e.g. train.steps=200)")
         _set(cfg, key.strip(), yaml.safe_load(text) if text.strip() else None)
     validate(cfg)
     return cfg
@@ -239,4 +241,4 @@ def validate(cfg: Config) -> None:
     ]  # fmt: skip
     for ok, message in checks:
         if not ok:
-            raise ValueError(message)
+            raise InputError(message)

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 from ws3d.checkpoint import load_checkpoint
 from ws3d.config import Config, from_dict
 from ws3d.data.transforms import PoseTransform
+from ws3d.errors import InputError
 from ws3d.metrics import absolute_scale, auc, mpjpe, n_mpjpe, npck, p_mpjpe, pck, pixel_error
 from ws3d.model import PoseNet2p5D
 from ws3d.progress import progress_bar
@@ -38,7 +39,7 @@ def model_from_checkpoint(path: str | os.PathLike, device: str | torch.device = 
 
 
 def load_weights(model: PoseNet2p5D, payload: dict, path: str | os.PathLike, depth: bool = True) -> None:
-    """Load a checkpoint's weights; a model of another shape is a ValueError naming the file.
+    """Load a checkpoint's weights; a model of another shape is an InputError naming the file.
 
     ``depth=False``: the depth branch may differ (it starts untrained after 2D pre-training)
     and keeps its own initialisation.
@@ -52,7 +53,7 @@ def load_weights(model: PoseNet2p5D, payload: dict, path: str | os.PathLike, dep
     except RuntimeError as error:
         backbone = payload["config"].get("model", {}).get("backbone")
         detail = (str(error).splitlines()[1:] or [str(error)])[0].strip()[:200]
-        raise ValueError(f"{path}: its weights (model.backbone={backbone}) do not fit this model ({detail})") from None
+        raise InputError(f"{path}: its weights (model.backbone={backbone}) do not fit this model ({detail})") from None
 
 
 def to_source_pixels(uv: torch.Tensor, crop: torch.Tensor) -> torch.Tensor:

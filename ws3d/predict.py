@@ -19,17 +19,18 @@ import torch
 from ws3d.camera import affine_to_3x3
 from ws3d.data.sheet import draw_skeleton
 from ws3d.data.transforms import crop_affine, image_to_tensor
+from ws3d.errors import InputError, MissingFileError
 from ws3d.evaluate import model_from_checkpoint, pose_in_mm, to_source_pixels
 from ws3d.plots import pose_3d
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """An image file as (H, W, 3) uint8 RGB; ValueError when it is missing or not an image."""
+    """An image file as (H, W, 3) uint8 RGB; InputError when it is missing or not an image."""
     if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: no such image file")
+        raise MissingFileError(f"{path}: no such image file")
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise ValueError(f"{path}: not an image OpenCV can read")
+        raise InputError(f"{path}: not an image OpenCV can read")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 

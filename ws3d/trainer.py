@@ -42,6 +42,7 @@ from ws3d.data.records import open_records
 from ws3d.data.sampling import MixedBatchSampler, MixedDataset, collate_mixed, group_indices
 from ws3d.data.synthetic import ShardDataset
 from ws3d.data.transforms import PoseTransform
+from ws3d.errors import InputError
 from ws3d.evaluate import build_model, evaluate, load_weights, predict
 from ws3d.losses import bone_loss, depth_loss, heatmap_loss, multiview_loss, relative_depths, uv_loss
 from ws3d.plots import read_jsonl, training_curves
@@ -83,7 +84,7 @@ def _setup_distributed(cfg: Config) -> tuple[int, int, torch.device, bool]:
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     wants_cuda = cfg.train.device == "cuda" or (cfg.train.device == "auto" and torch.cuda.is_available())
     if wants_cuda and not torch.cuda.is_available():
-        raise ValueError("train.device=cuda but torch sees no CUDA device")
+        raise InputError("train.device=cuda but torch sees no CUDA device")
     device = torch.device(f"cuda:{local}") if wants_cuda else torch.device("cpu")
     if wants_cuda:
         torch.cuda.set_device(device)
@@ -215,17 +216,17 @@ def _data(cfg: Config, model, rank: int, world: int, run_dir: Path):
     multi_view, groups = None, []
     if stage != "pretrain2d":
         if not d.groups:
-            raise ValueError(f"train.stage={stage} needs multi-view groups: data.groups must be positive")
+            raise InputError(f"train.stage={stage} needs multi-view groups: data.groups must be positive")
         multi_view = _multi_view_set(cfg, model, rank, world, run_dir)
         groups = group_indices(multi_view.views.arrays["group"] if stage == "weak" else multi_view.arrays["group"])
     elif not d.images:
-        raise ValueError(f"train.stage={stage} trains on 2D-labelled images: data.images must be positive")
+        raise InputError(f"train.stage={stage} trains on 2D-labelled images: data.images must be positive")
     transform = PoseTransform(d.size, stride=model.stride, sigma=d.sigma, scale=d.scale, rotation=d.rotation)
     dataset = MixedDataset(two_d, multi_view, transform, seed=cfg.train.seed)
     sampler = MixedBatchSampler(len(two_d) if two_d else 0, groups, d.images, d.groups if stage != "pretrain2d" else 0,
                                 d.max_views, seed=cfg.train.seed, rank=rank, world_size=world)  # fmt: skip
     if len(sampler) == 0:
-        raise ValueError(f"too few images for one batch of data.images={d.images}, data.groups={d.groups}")
+        raise InputError(f"too few images for one batch of data.images={d.images}, data.groups={d.groups}")
     return dataset, sampler
 
 
@@ -330,7 +331,7 @@ def _train(cfg: Config, rank: int, world: int, device: torch.device) -> dict:
     run_dir, last = Path(cfg.run_dir), Path(cfg.run_dir) / "last.pt"
     resume = load_checkpoint(last) if last.is_file() else None  # a bad file fails before any work
     if resume is not None and (conflicts := resume_conflicts(resume["config"], cfg)):
-        raise ValueError(f"{last}: cannot resume with a different config: {', '.join(conflicts)}; "
+        raise InputError(f"{last}: cannot resume with a different config: {', '.join(conflicts)}; "
                          "use the run's settings or another run_dir")  # fmt: skip
     model, dataset, sampler = build(cfg, rank, world, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)

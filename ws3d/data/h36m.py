@@ -25,6 +25,7 @@ import numpy as np
 
 from ws3d.camera import intrinsics, project, world_to_camera
 from ws3d.data.records import joint_map, remap_joints, require, require_file
+from ws3d.errors import InputError, read_input
 
 # learnable-triangulation's joint order (ws3d names: "neck" is the thorax, "head" the head top).
 MULTIVIEW_JOINTS = (
@@ -51,26 +52,25 @@ def load_mmpose(npz_path: str | os.PathLike, cameras_path: str | os.PathLike | N
         near = [npz_path.parent / "cameras.pkl", npz_path.parent.parent / "cameras.pkl"]
         cameras_path = next((p for p in near if p.is_file()), near[0])
     cameras_path = require_file(Path(cameras_path))
-    with np.load(npz_path) as data:
+    with read_input(npz_path, np.load, "MMPose .npz") as data:
         require(data, {"imgname": (), "center": (2,), "scale": (), "part": (17, 3), "S": (17, 4)}, npz_path)
         ann = {k: data[k] for k in ("imgname", "center", "scale", "part", "S")}
     n = len(ann["imgname"])
     for key in ("center", "scale", "part", "S"):
         if len(ann[key]) != n:
-            raise ValueError(f"{npz_path}: field {key!r} has {len(ann[key])} rows but 'imgname' has {n}")
-    with open(cameras_path, "rb") as f:
-        cameras = pickle.load(f)
+            raise InputError(f"{npz_path}: field {key!r} has {len(ann[key])} rows but 'imgname' has {n}")
+    cameras = read_input(cameras_path, lambda p: pickle.loads(p.read_bytes()), "cameras pickle")
     K, R, t, groups = np.zeros((n, 3, 3)), np.zeros((n, 3, 3)), np.zeros((n, 3)), {}
     group = np.zeros(n, np.int64)
     for i, name in enumerate(ann["imgname"].astype(str)):
         match = _CAMERA_IN_NAME.search(name)
         if match is None:
-            raise ValueError(
+            raise InputError(
                 f"{npz_path}: imgname[{i}] = {name!r} does not name a camera ('<seq>.<camera>_<frame>.jpg')"
             )
         key = (name.split("/")[0], match.group(1))
         if key not in cameras:
-            raise ValueError(f"{cameras_path}: no camera {key} (needed by imgname[{i}] = {name!r})")
+            raise InputError(f"{cameras_path}: no camera {key} (needed by imgname[{i}] = {name!r})")
         cam = cameras[key]
         f, c = np.asarray(cam["f"], np.float64).ravel(), np.asarray(cam["c"], np.float64).ravel()
         K[i] = intrinsics(f[0], f[1], c[0], c[1])
@@ -105,18 +105,18 @@ def load_multiview_labels(path: str | os.PathLike) -> dict[str, np.ndarray]:
     try:
         labels = np.load(path, allow_pickle=True).item()
     except (ValueError, OSError, AttributeError) as error:
-        raise ValueError(f"{path}: not a multi-view labels .npy dict ({error})") from None
+        raise InputError(f"{path}: not a multi-view labels .npy dict ({error})") from None
     require(labels, dict.fromkeys(("subject_names", "camera_names", "action_names", "cameras", "table")), path)
     subjects, camera_names, actions = labels["subject_names"], labels["camera_names"], labels["action_names"]
     cameras, table = labels["cameras"], labels["table"]
     if cameras.shape != (len(subjects), len(camera_names)):
-        raise ValueError(
+        raise InputError(
             f"{path}: field 'cameras' has shape {cameras.shape}, expected (subjects, cameras) = "
             f"({len(subjects)}, {len(camera_names)})"
         )
     require({n: table[n] for n in table.dtype.names}, {"keypoints": (17, 3), "bbox_by_camera_tlbr": (None, 4)}, path)
     if table["bbox_by_camera_tlbr"].shape[1] != len(camera_names):
-        raise ValueError(
+        raise InputError(
             f"{path}: field 'table.bbox_by_camera_tlbr' has {table['bbox_by_camera_tlbr'].shape[1]} cameras "
             f"but 'camera_names' lists {len(camera_names)}"
         )

@@ -23,6 +23,7 @@ import scipy.io
 
 from ws3d.camera import intrinsics
 from ws3d.data.records import box_of, joint_map, remap_joints, require, require_file
+from ws3d.errors import InputError, read_input
 
 # The 28 training joints in ws3d names: 3DHP's "spine (H36M)" is "spine", its "neck" the
 # thorax ("neck"), its "head" Human3.6M's neck-top/nose joint ("nose"), its "head_top" "head".
@@ -44,21 +45,21 @@ def read_calibration(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Parse ``camera.calibration``. Returns intrinsics (C, 3, 3) and extrinsics (C, 4, 4) (mm)."""
     path = require_file(Path(path))
     cameras, current = [], None
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(read_input(path, Path.read_text, "text file").splitlines(), 1):
         key, *values = line.split()
         if key == "name":
             current = {}
             cameras.append(current)
         elif key in ("intrinsic", "extrinsic"):
             if current is None or len(values) != 16:
-                raise ValueError(f"{path}:{number}: {key} needs 16 numbers inside a 'name' block")
+                raise InputError(f"{path}:{number}: {key} needs 16 numbers inside a 'name' block")
             current[key] = np.array(values, np.float64).reshape(4, 4)
     for c, cam in enumerate(cameras):
         for key in ("intrinsic", "extrinsic"):
             if key not in cam:
-                raise ValueError(f"{path}: camera {c} has no {key!r} line")
+                raise InputError(f"{path}: camera {c} has no {key!r} line")
     if not cameras:
-        raise ValueError(f"{path}: no camera blocks ('name' lines)")
+        raise InputError(f"{path}: no camera blocks ('name' lines)")
     return np.stack([c["intrinsic"][:3, :3] for c in cameras]), np.stack([c["extrinsic"] for c in cameras])
 
 
@@ -75,11 +76,11 @@ def load_train_sequence(root: str | os.PathLike, subject: int, sequence: int, ca
     folder = Path(root) / f"S{subject}" / f"Seq{sequence}"
     annot_path = require_file(folder / "annot.mat")
     K_all, E_all = read_calibration(folder / "camera.calibration")
-    mat = scipy.io.loadmat(annot_path)
+    mat = read_input(annot_path, scipy.io.loadmat, "MATLAB annotation file")
     require(mat, {"annot2": None, "annot3": None}, annot_path)
     annot2, annot3 = mat["annot2"].ravel(), mat["annot3"].ravel()
     if not len(annot2) == len(annot3) == len(K_all):
-        raise ValueError(
+        raise InputError(
             f"{annot_path}: inconsistent camera counts: annot2 has {len(annot2)}, annot3 {len(annot3)}, "
             f"and {folder / 'camera.calibration'} {len(K_all)}"
         )
@@ -87,10 +88,10 @@ def load_train_sequence(root: str | os.PathLike, subject: int, sequence: int, ca
     rows = {k: [] for k in ("image", "uv", "K", "joints_cam", "R", "t", "frame")}
     for c in cameras:
         if not 0 <= c < len(K_all):
-            raise ValueError(f"{annot_path}: camera {c} requested, the sequence has {len(K_all)}")
+            raise InputError(f"{annot_path}: camera {c} requested, the sequence has {len(K_all)}")
         a2, a3 = np.asarray(annot2[c], np.float64), np.asarray(annot3[c], np.float64)
         if a2.ndim != 2 or a2.shape[1] != 56 or a3.shape != (len(a2), 84):
-            raise ValueError(
+            raise InputError(
                 f"{annot_path}: camera {c}: annot2 {a2.shape} / annot3 {a3.shape}, expected (F, 56) / (F, 84)"
             )
         frames = np.arange(0, len(a2), every)
@@ -137,12 +138,12 @@ def fit_intrinsics(points: np.ndarray, uv: np.ndarray) -> np.ndarray:
 def load_test_sequence(root: str | os.PathLike, sequence: int) -> dict[str, np.ndarray]:
     """Test sequence ``TS{sequence}``: its valid frames as a single-view record set."""
     path = require_file(Path(root) / f"TS{sequence}" / "annot_data.mat")
-    mat = _read_test_mat(path)
+    mat = read_input(path, _read_test_mat, "MATLAB annotation file")
     require(mat, {"annot2": None, "annot3": None, "valid_frame": None}, path)
     annot2, annot3 = mat["annot2"].reshape(-1, 17, 2), mat["annot3"].reshape(-1, 17, 3)
     valid = mat["valid_frame"].ravel().astype(bool)
     if not len(annot2) == len(annot3) == len(valid):
-        raise ValueError(
+        raise InputError(
             f"{path}: annot2, annot3 and valid_frame list {len(annot2)}, {len(annot3)}, {len(valid)} frames"
         )
     frames = np.flatnonzero(valid)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ws3d.data.records import joint_map, remap_joints, require_file
+from ws3d.errors import InputError
 from ws3d.skeleton import NUM_JOINTS
 
 # MPII's joint order in ws3d names: thorax is "neck", the upper neck stands in for
@@ -33,19 +34,19 @@ def load_mpii(json_path: str | os.PathLike) -> dict[str, np.ndarray]:
     try:
         entries = json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from None
+        raise InputError(f"{path}: not valid JSON ({error})") from None
     if not isinstance(entries, list):
-        raise ValueError(f"{path}: expected a list of annotations")
+        raise InputError(f"{path}: expected a list of annotations")
     n = len(entries)
     uv, vis = np.zeros((n, NUM_JOINTS, 2)), np.zeros((n, NUM_JOINTS), np.uint8)
     centre, side, images = np.zeros((n, 2)), np.zeros(n), []
     for i, entry in enumerate(entries):
         for key in ("image", "center", "scale", "joints", "joints_vis"):
             if key not in entry:
-                raise ValueError(f"{path}: entry {i}: field {key!r} is missing")
+                raise InputError(f"{path}: entry {i}: field {key!r} is missing")
         joints, joints_vis = np.asarray(entry["joints"], np.float64), np.asarray(entry["joints_vis"], np.float64)
         if joints.shape != (16, 2) or joints_vis.shape != (16,):
-            raise ValueError(
+            raise InputError(
                 f"{path}: entry {i}: joints {joints.shape} / joints_vis {joints_vis.shape}, expected (16, 2) / (16,)"
             )
         mapped, mask = remap_joints(joints - 1.0, MPII_TO_WS3D)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ws3d.data.transforms import person_box
+from ws3d.errors import InputError, MissingFileError
 from ws3d.skeleton import JOINTS, NUM_JOINTS
 
 
@@ -42,7 +43,7 @@ def remap_joints(values: np.ndarray, source_index: list[int | None]) -> tuple[np
     it. Returns (values (..., 17, D) with NaN for missing joints, mask (17,) bool).
     """
     if len(source_index) != NUM_JOINTS:
-        raise ValueError(f"a joint map needs {NUM_JOINTS} entries, got {len(source_index)}")
+        raise InputError(f"a joint map needs {NUM_JOINTS} entries, got {len(source_index)}")
     out = np.full(values.shape[:-2] + (NUM_JOINTS, values.shape[-1]), np.nan)
     mask = np.array([s is not None for s in source_index])
     out[..., mask, :] = values[..., [s for s in source_index if s is not None], :]
@@ -59,23 +60,23 @@ def require(arrays, fields: dict[str, tuple | None], where: str | os.PathLike) -
     """Check that ``arrays`` (dict, npz or loaded .mat) has each field with the given trailing shape.
 
     fields: name -> trailing shape (None in a slot matches any size), or None to check
-    only that the field exists. Raises ValueError naming the file and the field.
+    only that the field exists. Raises InputError naming the file and the field.
     """
     for name, tail in fields.items():
         if name not in arrays:
-            raise ValueError(f"{where}: field {name!r} is missing")
+            raise InputError(f"{where}: field {name!r} is missing")
         if tail is None:
             continue
         shape = np.shape(arrays[name])
         ok = len(shape) == len(tail) + 1 and all(t is None or s == t for s, t in zip(shape[1:], tail, strict=True))
         if not ok:
             want = "(N" + "".join(f", {'*' if t is None else t}" for t in tail) + ")"
-            raise ValueError(f"{where}: field {name!r} has shape {shape}, expected {want}")
+            raise InputError(f"{where}: field {name!r} has shape {shape}, expected {want}")
 
 
 def require_file(path: Path) -> Path:
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise MissingFileError(f"{path}: no such file")
     return path
 
 
@@ -97,7 +98,7 @@ class RecordDataset(torch.utils.data.Dataset):
         path = self.root / str(self.arrays["image"][i])
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
-            raise FileNotFoundError(f"{path}: missing or not an image")
+            raise MissingFileError(f"{path}: missing or not an image")
         sample = {k: v[i] for k, v in self.arrays.items() if k != "image"}
         sample["image"] = np.ascontiguousarray(image[..., ::-1])
         return sample
@@ -112,7 +113,7 @@ def _check_rows(records: dict[str, np.ndarray], where: str | os.PathLike) -> Non
     n = len(records["image"])
     for key, value in records.items():
         if len(value) != n:
-            raise ValueError(f"{where}: field {key!r} has {len(value)} rows but 'image' has {n}")
+            raise InputError(f"{where}: field {key!r} has {len(value)} rows but 'image' has {n}")
 
 
 def concat_records(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -120,7 +121,7 @@ def concat_records(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     groups of different parts stay apart."""
     keys = set(parts[0])
     if any(set(p) != keys for p in parts):
-        raise ValueError("record sets with different fields cannot be joined: " + " vs ".join(
+        raise InputError("record sets with different fields cannot be joined: " + " vs ".join(
             str(sorted(p)) for p in parts))  # fmt: skip
     out = {k: np.concatenate([p[k] for p in parts]) for k in keys}
     if "group" in keys:
@@ -135,7 +136,7 @@ def save_records(path: str | os.PathLike, records: dict[str, np.ndarray], root: 
     require(records, RECORD_FIELDS, path)
     _check_rows(records, path)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such folder (the images' root)")
+        raise MissingFileError(f"{root}: no such folder (the images' root)")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, root=np.array(str(root)), **records)
@@ -144,14 +145,14 @@ def save_records(path: str | os.PathLike, records: dict[str, np.ndarray], root: 
 
 def open_records(path: str | os.PathLike, multi_view: bool = False) -> RecordDataset:
     """The :class:`RecordDataset` of a file written by :func:`save_records`. Missing or
-    misshapen fields (``multi_view``: also group, R, t, extrinsics_known) raise ValueError
+    misshapen fields (``multi_view``: also group, R, t, extrinsics_known) raise InputError
     naming the file and the field."""
     path = require_file(Path(path))
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
     except (ValueError, OSError) as error:
-        raise ValueError(f"{path}: not a record-set .npz ({error})") from None
+        raise InputError(f"{path}: not a record-set .npz ({error})") from None
     require(arrays, {"root": None, **RECORD_FIELDS, **(MULTIVIEW_FIELDS if multi_view else {})}, path)
     root = str(arrays.pop("root"))
     _check_rows(arrays, path)

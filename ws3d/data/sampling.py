@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler, default_collate
 
+from ws3d.errors import InputError
+
 
 def group_indices(groups: np.ndarray) -> list[np.ndarray]:
     """Indices of the views of each group, in order of first appearance. groups: (N,) ids."""
@@ -84,15 +86,15 @@ class MixedBatchSampler(Sampler[list[int]]):
     def __init__(self, n_images: int, groups: list[np.ndarray], images: int = 128, groups_per_batch: int = 32,
                  max_views: int = 4, seed: int = 0, rank: int = 0, world_size: int = 1):  # fmt: skip
         if images < 0 or groups_per_batch < 0 or images + groups_per_batch == 0:
-            raise ValueError(f"need a positive batch, got images={images}, groups_per_batch={groups_per_batch}")
+            raise InputError(f"need a positive batch, got images={images}, groups_per_batch={groups_per_batch}")
         if images and n_images < images:
-            raise ValueError(f"the 2D set has {n_images} images, fewer than one batch of {images}")
+            raise InputError(f"the 2D set has {n_images} images, fewer than one batch of {images}")
         if groups_per_batch and len(groups) < groups_per_batch:
-            raise ValueError(f"the multi-view set has {len(groups)} groups, fewer than one batch of {groups_per_batch}")
+            raise InputError(f"the multi-view set has {len(groups)} groups, fewer than one batch of {groups_per_batch}")
         if max_views < 2:
-            raise ValueError(f"max_views must be at least 2, got {max_views}")
+            raise InputError(f"max_views must be at least 2, got {max_views}")
         if images % world_size or groups_per_batch % world_size or not 0 <= rank < world_size:
-            raise ValueError(f"images={images} and groups_per_batch={groups_per_batch} must split evenly over "
+            raise InputError(f"images={images} and groups_per_batch={groups_per_batch} must split evenly over "
                              f"world_size={world_size} processes (rank {rank})")
         self.rank, self.world_size = rank, world_size
         self.n_images, self.groups = n_images, groups

@@ -7,6 +7,7 @@ import os
 import cv2
 import numpy as np
 
+from ws3d.errors import InputError
 from ws3d.skeleton import BONES, LEFT_JOINTS, RIGHT_JOINTS
 
 _LEFT, _RIGHT, _CENTRE = (40, 120, 255), (255, 60, 40), (60, 220, 60)  # RGB
@@ -41,7 +42,7 @@ def contact_sheet(dataset, out: str | os.PathLike, count: int = 48, columns: int
     """
     count = min(count, len(dataset))
     if count == 0:
-        raise ValueError("the data set is empty")
+        raise InputError("the data set is empty")
     tiles = []
     for i in range(count):
         item = dataset[i]
@@ -56,5 +57,5 @@ def contact_sheet(dataset, out: str | os.PathLike, count: int = 48, columns: int
     rows = [np.concatenate(tiles[r : r + columns], axis=1) for r in range(0, len(tiles), columns)]
     sheet = np.concatenate(rows, axis=0)
     if not cv2.imwrite(str(out), sheet[..., ::-1]):
-        raise OSError(f"could not write {out}")
+        raise InputError(f"could not write {out}")
     return sheet

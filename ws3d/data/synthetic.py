@@ -36,6 +36,7 @@ from ws3d.data.poses import ACTIVITIES, make_subject, sample_person
 from ws3d.data.render import background, draw_person, occlude
 from ws3d.data.rigs import RIGS, sample_rig
 from ws3d.data.transforms import crop_affine
+from ws3d.errors import InputError, MissingFileError, read_input
 from ws3d.progress import progress_bar
 from ws3d.skeleton import JOINTS, NUM_JOINTS
 
@@ -70,13 +71,13 @@ class SynthConfig:
 
     def __post_init__(self):
         if self.split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
+            raise InputError(f"split must be one of {SPLITS}, got {self.split!r}")
         if self.rig not in RIGS:
-            raise ValueError(f"rig must be one of {RIGS}, got {self.rig!r}")
+            raise InputError(f"rig must be one of {RIGS}, got {self.rig!r}")
         if not 32 <= self.size <= 512:
-            raise ValueError(f"size must be within 32..512 pixels, got {self.size}")
+            raise InputError(f"size must be within 32..512 pixels, got {self.size}")
         if self.n < (2 if self.split == "mv" else 1):
-            raise ValueError(f"n must be at least {2 if self.split == 'mv' else 1} for split {self.split!r}")
+            raise InputError(f"n must be at least {2 if self.split == 'mv' else 1} for split {self.split!r}")
 
 
 def group_layout(cfg: SynthConfig) -> tuple[np.ndarray, list[str]]:
@@ -236,36 +237,36 @@ class ShardDataset(torch.utils.data.Dataset):
 
     ``arrays`` holds the concatenated fields (first axis N); items are per-image dicts.
     Missing files, a wrong format version and fields of the wrong shape raise
-    ``ValueError`` naming the file and field.
+    ``InputError`` naming the file and field.
     """
 
     def __init__(self, root: str | os.PathLike, split: str):
         root = Path(root)
         meta_path = root / f"{split}.json"
         if not meta_path.is_file():
-            raise FileNotFoundError(f"{meta_path}: no such file (render it with `ws3d data synth --split {split}`)")
-        self.meta = json.loads(meta_path.read_text())
+            raise MissingFileError(f"{meta_path}: no such file (render it with `ws3d data synth --split {split}`)")
+        self.meta = read_input(meta_path, lambda p: json.loads(p.read_text()), "split index (JSON)")
         if self.meta.get("format_version") != FORMAT_VERSION:
             found = self.meta.get("format_version")
-            raise ValueError(f"{meta_path}: format_version {found}, expected {FORMAT_VERSION}")
+            raise InputError(f"{meta_path}: format_version {found}, expected {FORMAT_VERSION}")
         expected = {**FIELDS, **(MV_FIELDS if split == "mv" else {})}
         parts = {k: [] for k in expected}
         for name in self.meta["shards"]:
             path = root / name
             if not path.is_file():
-                raise FileNotFoundError(f"{path}: shard listed in {meta_path.name} is missing")
-            with np.load(path) as shard:
+                raise MissingFileError(f"{path}: shard listed in {meta_path.name} is missing")
+            with read_input(path, np.load, "shard .npz") as shard:
                 n = len(shard["image"]) if "image" in shard else 0
                 for field, (shape, _) in expected.items():
                     if field not in shard:
-                        raise ValueError(f"{path}: field {field!r} is missing")
+                        raise InputError(f"{path}: field {field!r} is missing")
                     want = (n, self.meta["size"], self.meta["size"], 3) if field == "image" else (n, *shape)
                     if shard[field].shape != want:
-                        raise ValueError(f"{path}: field {field!r} has shape {shard[field].shape}, expected {want}")
+                        raise InputError(f"{path}: field {field!r} has shape {shard[field].shape}, expected {want}")
                     parts[field].append(shard[field])
         self.arrays = {k: np.concatenate(v) for k, v in parts.items()}
         if len(self.arrays["image"]) != self.meta["n"]:
-            raise ValueError(f"{meta_path}: lists n={self.meta['n']} images but the shards hold {len(self)}")
+            raise InputError(f"{meta_path}: lists n={self.meta['n']} images but the shards hold {len(self)}")
 
     def __len__(self) -> int:
         return len(self.arrays["image"])

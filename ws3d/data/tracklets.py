@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ws3d.data.records import require
+from ws3d.errors import InputError, MissingFileError
 from ws3d.skeleton import NECK, NUM_JOINTS, ROOT
 
 
@@ -42,9 +43,9 @@ class Tracklet:
 def _check_pose_array(poses: np.ndarray, where: str) -> np.ndarray:
     poses = np.asarray(poses, np.float64)
     if poses.ndim != 3 or poses.shape[1:] != (NUM_JOINTS, 3):
-        raise ValueError(f"{where}: expected poses of shape (people, {NUM_JOINTS}, 3), got {poses.shape}")
+        raise InputError(f"{where}: expected poses of shape (people, {NUM_JOINTS}, 3), got {poses.shape}")
     if not np.isfinite(poses).all():
-        raise ValueError(f"{where}: keypoints contain NaN or inf")
+        raise InputError(f"{where}: keypoints contain NaN or inf")
     return poses
 
 
@@ -52,19 +53,19 @@ def load_detections(path: str | os.PathLike) -> list[tuple[int, np.ndarray, str]
     """Read a detections file. Returns [(frame, poses (P, 17, 3), image name or "")] sorted by frame."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise MissingFileError(f"{path}: no such file")
     by_frame: dict[int, tuple[list, str]] = {}
     if path.suffix == ".json":
         try:
             frames = json.loads(path.read_text())["frames"]
         except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise ValueError(f"{path}: not a detections JSON with a 'frames' list ({error})") from None
+            raise InputError(f"{path}: not a detections JSON with a 'frames' list ({error})") from None
         for k, entry in enumerate(frames):
             people = entry.get("people") or np.zeros((0, NUM_JOINTS, 3))
             try:
                 people = np.asarray(people, np.float64)
             except ValueError:  # ragged lists
-                raise ValueError(f"{path}: frames[{k}].people is not a list of (17, 3) poses") from None
+                raise InputError(f"{path}: frames[{k}].people is not a list of (17, 3) poses") from None
             poses = _check_pose_array(people, f"{path}: frames[{k}].people")
             by_frame[int(entry["frame"])] = (list(poses), str(entry.get("image", "")))
     elif path.suffix == ".npz":
@@ -74,11 +75,11 @@ def load_detections(path: str | os.PathLike) -> list[tuple[int, np.ndarray, str]
             poses = _check_pose_array(data["keypoints"], f"{path}: field 'keypoints'")
             images = data["image"].astype(str) if "image" in data else np.full(len(frame), "")
         if len(frame) != len(poses):
-            raise ValueError(f"{path}: field 'frame' has {len(frame)} rows but 'keypoints' has {len(poses)}")
+            raise InputError(f"{path}: field 'frame' has {len(frame)} rows but 'keypoints' has {len(poses)}")
         for f, pose, image in zip(frame.tolist(), poses, images, strict=True):
             by_frame.setdefault(f, ([], str(image)))[0].append(pose)
     else:
-        raise ValueError(f"{path}: expected a .json or .npz detections file")
+        raise InputError(f"{path}: expected a .json or .npz detections file")
     return [(f, np.asarray(p).reshape(-1, NUM_JOINTS, 3), image) for f, (p, image) in sorted(by_frame.items())]
 
 
@@ -116,7 +117,7 @@ def build_tracklets(frames: list[tuple[int, np.ndarray, str]], min_length: int =
     starts a new tracklet.
     """
     if min_length < 1:
-        raise ValueError(f"min_length must be at least 1, got {min_length}")
+        raise InputError(f"min_length must be at least 1, got {min_length}")
     tracklets: list[Tracklet] = []
     for frame, poses, image in frames:
         kept = [p for p in poses if keep_pose(p, threshold)]

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ws3d.camera import affine_to_3x3, transform_points
+from ws3d.errors import InputError
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -38,7 +39,7 @@ def person_box(uv: np.ndarray, vis: np.ndarray, fraction: float = 0.75) -> tuple
     """
     pts = uv[np.asarray(vis, bool)]
     if len(pts) < 2:
-        raise ValueError(f"need at least 2 labelled joints to place a crop, got {len(pts)}")
+        raise InputError(f"need at least 2 labelled joints to place a crop, got {len(pts)}")
     lo, hi = pts.min(0), pts.max(0)
     return (lo + hi) / 2, max(1.1 * float((hi - lo).max()) / fraction, 1.0)
 
@@ -102,9 +103,9 @@ class PoseTransform:
     def __init__(self, out_size: int = 128, stride: int = 4, sigma: float = 2.0, scale: float = 0.2,
                  rotation: float = 30.0, train: bool = True):  # fmt: skip
         if not 64 <= out_size <= 256:
-            raise ValueError(f"out_size must be within 64..256 pixels, got {out_size}")
+            raise InputError(f"out_size must be within 64..256 pixels, got {out_size}")
         if out_size % stride:
-            raise ValueError(f"out_size {out_size} is not a multiple of the stride {stride}")
+            raise InputError(f"out_size {out_size} is not a multiple of the stride {stride}")
         self.out_size, self.stride, self.sigma = out_size, stride, sigma
         self.scale, self.rotation, self.train = scale, rotation, train
 

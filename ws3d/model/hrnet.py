@@ -15,6 +15,8 @@ import os
 import torch
 from torch import nn
 
+from ws3d.errors import InputError, MissingFileError
+
 BN_MOMENTUM = 0.1
 # (modules, channels per branch) of stages 2-4; every branch has 4 basic blocks.
 STAGES_W32 = ((1, (32, 64)), (4, (32, 64, 128)), (3, (32, 64, 128, 256)))
@@ -141,21 +143,21 @@ def load_hrnet_weights(backbone: HRNetW32, path: str | os.PathLike) -> dict:
     Accepts a plain state dict or one wrapped in ``state_dict`` / ``model``, with or
     without a ``module.`` / ``backbone.`` prefix. Keys of other heads (``final_layer``,
     the classifier's ``incre_modules`` ...) are ignored. Every backbone tensor must be
-    present with the right shape, otherwise ``ValueError`` names the first offender.
+    present with the right shape, otherwise ``InputError`` names the first offender.
 
     Returns {"loaded": n, "ignored": m}.
     """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such HRNet checkpoint file") from None
+        raise MissingFileError(f"{path}: no such HRNet checkpoint file") from None
     except Exception as error:  # a truncated or foreign file: say which file, not a traceback
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__})") from None
+        raise InputError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__})") from None
     for wrapper in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
     if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state dict, found {type(state).__name__}")
+        raise InputError(f"{path}: expected a state dict, found {type(state).__name__}")
     for prefix in ("module.", "backbone."):
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix) :]: v for k, v in state.items()}
@@ -164,9 +166,9 @@ def load_hrnet_weights(backbone: HRNetW32, path: str | os.PathLike) -> dict:
         if name.endswith("num_batches_tracked") and name not in state:  # older checkpoints lack it
             state[name] = tensor
         if name not in state:
-            raise ValueError(f"{path}: HRNet-W32 weight {name!r} is missing ({len(own)} expected)")
+            raise InputError(f"{path}: HRNet-W32 weight {name!r} is missing ({len(own)} expected)")
         if tuple(state[name].shape) != tuple(tensor.shape):
-            raise ValueError(
+            raise InputError(
                 f"{path}: {name!r} has shape {tuple(state[name].shape)}, HRNet-W32 has {tuple(tensor.shape)}"
             )
     backbone.load_state_dict({k: state[k] for k in own})

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ws3d.errors import InputError
 from ws3d.ops import reconstruct_3d, softargmax_2p5d
 from ws3d.skeleton import NUM_JOINTS, REFERENCE_BONE
 
@@ -52,11 +53,11 @@ class PoseNet2p5D(nn.Module):
                  pretrained: str | None = None, depth_blocks: int = 0):  # fmt: skip
         super().__init__()
         if backbone not in BACKBONES:
-            raise ValueError(f"model.backbone must be one of {BACKBONES}, got {backbone!r}")
+            raise InputError(f"model.backbone must be one of {BACKBONES}, got {backbone!r}")
         self.backbone = SmallNet(width) if backbone == "small" else HRNetW32()
         if pretrained:
             if backbone != "hrnet_w32":
-                raise ValueError("model.pretrained is an HRNet-W32 checkpoint; set model.backbone=hrnet_w32")
+                raise InputError("model.pretrained is an HRNet-W32 checkpoint; set model.backbone=hrnet_w32")
             load_hrnet_weights(self.backbone, pretrained)
         self.stride, self.beta, self.joints = self.backbone.stride, beta, joints
         self.head = nn.Conv2d(self.backbone.out_channels, 2 * joints, 1)  # J heatmaps, then J depth maps

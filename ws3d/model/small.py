@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ws3d.errors import InputError
+
 
 def _conv(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(
@@ -44,7 +46,7 @@ class SmallNet(nn.Module):
     def __init__(self, width: int = 32):
         super().__init__()
         if width % 16:
-            raise ValueError(f"width must be a multiple of 16 (GroupNorm groups of the half-width stem), got {width}")
+            raise InputError(f"width must be a multiple of 16 (GroupNorm groups of the half-width stem), got {width}")
         w1, w2, w3 = width, 2 * width, 3 * width
         self.out_channels = w1
         self.stem = nn.Sequential(_conv(3, w1 // 2, 2), _conv(w1 // 2, w1, 2))
