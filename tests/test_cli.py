@@ -150,13 +150,14 @@ def test_export_then_ablation_trains_each_setting_once_and_writes_its_table(tmp_
 
     weak = tmp_path / "weak.yaml"
     weak.write_text(f"{common}model: {{width: 16, depth_blocks: 1}}\n"
-                    f"train: {{stage: weak, init: {shipped}, steps: 2, progress: false}}\n")  # fmt: skip
+                    f"train: {{stage: weak, init: {shipped}, freeze_2d: true, steps: 2,"
+                    " progress: false}\n")  # fmt: skip
     args = ["ablation", "--config", str(weak), "--settings", "2D-only", "WS-no2D", "FS", "--test", str(root),
             str(other), "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]  # fmt: skip
     capsys.readouterr()
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "2D-only / WS-no2D MPJPE:" in printed and "| `FS` | yes | yes |" in printed
+    assert "2D-only / WS-no2D MPJPE:" in printed and "| `FS` | yes | yes | - | frozen |" in printed
     result = json.loads((tmp_path / "out" / "ablation.json").read_text())
     assert {"date", "machine", "python", "torch", "git"} <= set(result) and result["tests"] == [str(root), str(other)]
     assert list(result["settings"]) == ["2D-only", "WS-no2D", "FS"]
@@ -178,3 +179,6 @@ def test_export_then_ablation_trains_each_setting_once_and_writes_its_table(tmp_
     assert last.stat().st_mtime_ns == before
     assert again["settings"]["WS-no2D"]["seconds"] == result["settings"]["WS-no2D"]["seconds"]
     assert again["settings"]["FS"]["mpjpe"] == result["settings"]["FS"]["mpjpe"]
+    # A finished run of other settings is not passed off as this one's.
+    assert main([*args, "train.freeze_2d=false"]) == 2
+    assert "delete" in capsys.readouterr().err and last.stat().st_mtime_ns == before

@@ -18,6 +18,7 @@ from ws3d.config import STAGES, load_config
 from ws3d.data.sampling import collate_mixed
 from ws3d.data.synthetic import SynthConfig, write_shards
 from ws3d.ops import select_backend, use_backend
+from ws3d.skeleton import NUM_JOINTS
 from ws3d.trainer import build, compute_losses, train
 
 TINY = ["data.size=64", "data.images=4", "data.groups=2", "data.workers=0", "data.eval_images=8", "model.width=16",
@@ -97,6 +98,23 @@ def test_weak_batches_carry_no_3d_labels(labels, extrinsics, data, pretrained, t
 
 def _weights(path):
     return torch.load(path, weights_only=True)["model"]
+
+
+@pytest.mark.parametrize("stage", ["weak", "full"])
+def test_freeze_2d_trains_the_depth_and_leaves_the_2d_path_as_it_was(stage, data, pretrained, tmp_path):
+    cfg = _config(data, tmp_path, stage, pretrained, "train.freeze_2d=true", "train.steps=3", "model.depth_blocks=1",
+                  "data.mv_labels=given", "train.lr=1e-2")  # fmt: skip
+    initial = {k: v.clone() for k, v in build(cfg)[0].state_dict().items()}  # the depth branch freshly made
+    train(cfg)
+    before, after, J = _weights(pretrained), _weights(tmp_path / "last.pt"), NUM_JOINTS
+    for name in before:
+        if name.startswith("backbone."):
+            assert torch.equal(after[name], before[name]), name
+    for name in ("head.weight", "head.bias"):
+        assert torch.equal(after[name][:J], before[name][:J]), f"{name}: heatmap rows"
+        assert not torch.equal(after[name][J:], before[name][J:]), f"{name}: depth-map rows did not train"
+    branch = [k for k in after if k.startswith("depth_branch.")]
+    assert branch and all(not torch.equal(after[k], initial[k]) for k in branch if after[k].is_floating_point())
 
 
 def test_a_killed_run_resumes_to_the_same_weights(data, tmp_path):

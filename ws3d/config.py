@@ -79,6 +79,9 @@ class TrainConfig:
     lr: float = 5e-4
     lr_final: float = 5e-5  # the learning rate after the drop
     lr_drop_at: float = 5 / 6  # fraction of the run at which it drops
+    # Keep the 2D path (backbone and heatmaps) as train.init left it and train only the depth
+    # branch and maps (not in the paper, which trains the whole network in every stage).
+    freeze_2d: bool = False
     amp: bool = True  # mixed precision on CUDA (bfloat16 where supported); ignored on CPU
     device: str = "auto"  # auto | cpu | cuda
     seed: int = 0
@@ -238,6 +241,8 @@ def validate(cfg: Config) -> None:
         (0 <= m.depth_blocks <= 8, f"model.depth_blocks must be within 0..8, got {m.depth_blocks}"),
         (t.stage == "pretrain2d" or t.init is not None or t.stage == "full",
          "train.stage=weak needs train.init, the 2D-pretrained checkpoint (its model labels the multi-view data)"),
+        (not t.freeze_2d or (t.init is not None and t.stage != "pretrain2d"),
+         "train.freeze_2d keeps the 2D path of train.init: it needs train.init and train.stage weak or full"),
     ]  # fmt: skip
     for ok, message in checks:
         if not ok:

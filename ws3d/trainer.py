@@ -311,6 +311,8 @@ def build(cfg: Config, rank: int = 0, world: int = 1, device: torch.device | str
         load_weights(model, init, cfg.train.init, depth=not from_2d)
         if from_2d:
             model.reset_depth()  # depth maps start untrained after 2D pre-training
+    if cfg.train.freeze_2d:
+        model.freeze_2d()
     dataset, sampler = _data(cfg, model, rank, world, run_dir)  # pseudo-labels come from the init model
     return model, dataset, sampler
 

@@ -74,6 +74,15 @@ class PoseNet2p5D(nn.Module):
         for block in self.depth_branch:
             block.reset_parameters()
 
+    def freeze_2d(self) -> None:
+        """Stop training the 2D path: the backbone and the heatmap channels of the head keep
+        their weights; the depth branch and the depth-map channels still train."""
+        self.backbone.requires_grad_(False)  # no backward through the backbone at all
+        # The head is one conv for both kinds of maps; zeroing the heatmap rows' gradient keeps
+        # them fixed under Adam (a zero gradient from the start leaves its moments, and the step, 0).
+        for tensor in (self.head.weight, self.head.bias):
+            tensor.register_hook(lambda grad: torch.cat([torch.zeros_like(grad[: self.joints]), grad[self.joints :]]))
+
     def forward(self, images: torch.Tensor, K: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Run the network.
 
