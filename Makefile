@@ -8,7 +8,7 @@ DATA    ?= data/synthetic
 PRETRAINED ?= train/checkpoints/synthetic_pretrain2d.pt
 WS3D    := $(PY) -m ws3d.cli
 
-.PHONY: install test data train ablation pretrain2d demo bench lint
+.PHONY: install test data train ablation pretrain2d demo bench lint gpu-check
 
 $(PY):
 	python3 -m venv .venv
@@ -46,6 +46,14 @@ ablation: data
 pretrain2d: data
 	$(WS3D) train train/synthetic_pretrain2d.yaml data.root=$(DATA)
 	$(WS3D) export runs/synthetic/pretrain2d/last.pt $(PRETRAINED) --data $(DATA)
+
+# Everything a GPU must confirm (benchmarks/gpu_check.py: CUDA build, op tests, sweep, HRNet
+# training steps), within 8 min on one H100/H200, results in $(OUT). Installs nothing from the
+# network; uses .venv where there is one, else python3 (the GPU machine's torch). No GPU:
+# one line, exit 0.
+OUT     ?= gpu-check
+gpu-check:
+	$(if $(wildcard $(PY)),$(PY),python3) benchmarks/gpu_check.py --out $(OUT)
 
 demo: install
 	$(PY) -m ws3d.demo

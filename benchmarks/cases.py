@@ -163,6 +163,14 @@ def procrustes_cases(device: torch.device, shape=PROCRUSTES_SHAPE) -> list[Case]
 
 ALL_CASES = {"softargmax_2p5d": softargmax_cases, "reconstruct_3d": reconstruct_cases,
              "weighted_procrustes": procrustes_cases}
+SHAPES = {"softargmax_2p5d": SOFTARGMAX_SHAPE, "reconstruct_3d": RECONSTRUCT_SHAPE,
+          "weighted_procrustes": PROCRUSTES_SHAPE}
+
+
+def scaled(op: str, factor: int) -> tuple[int, ...]:
+    """The op's benchmark shape with its batch ``factor`` times larger."""
+    batch, *rest = SHAPES[op]
+    return (batch * factor, *rest)
 
 
 def run_benchmark(benchmark, case: Case) -> None:

@@ -1,8 +1,9 @@
 """Time every benchmark case and write the results the README quotes.
 
     python benchmarks/sweep.py [--device cpu|cuda] [--ops softargmax_2p5d ...] [--min-time 1.0]
+                               [--scales 1 4 16] [--out DIR]
 
-Writes benchmarks/results/<tag>.{json,csv,md,png}: the machine, versions and date,
+Writes <DIR, default benchmarks/results>/<tag>.{json,csv,md,png}: the machine, versions and date,
 then per op and variant the median time, the speed-up over the eager and the compiled
 reference, the effective bandwidth and its fraction of the measured copy bandwidth
 (the memory roofline). The .md table is what the README shows.
@@ -23,7 +24,7 @@ import torch
 import torch.utils.benchmark as torch_benchmark
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cases import ALL_CASES  # noqa: E402
+from cases import ALL_CASES, scaled  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -78,24 +79,29 @@ def copy_bandwidth(device: torch.device, min_time: float) -> float:
     return 2 * src.numel() * src.element_size() / median_seconds(copy, min_time)
 
 
-def sweep(device: torch.device, ops: list[str], min_time: float) -> tuple[dict, list[dict]]:
+def sweep(device: torch.device, ops: list[str], min_time: float,
+          scales: tuple[int, ...] = (1,)) -> tuple[dict, list[dict]]:  # fmt: skip
     meta = machine(device)
     meta["copy_gbps"] = copy_bandwidth(device, min_time) / 1e9
     print(f"{meta['name']} ({device.type}), copy bandwidth {meta['copy_gbps']:.1f} GB/s", flush=True)
     rows = []
     for op in ops:
-        times = {}
-        for case in ALL_CASES[op](device):
-            times[case.variant] = median_seconds(case.run, min_time)
-            gbps = case.bytes_moved / times[case.variant] / 1e9
-            rows.append({"op": op, "variant": case.variant, "shape": "x".join(map(str, case.shape)),
-                         "median_ms": times[case.variant] * 1e3, "gbps": gbps,
-                         "roofline": gbps / meta["copy_gbps"]})
-            print(f"  {op:20s} {case.variant:9s} {times[case.variant] * 1e3:10.3f} ms  {gbps:8.2f} GB/s", flush=True)
-        for row in rows:
-            if row["op"] == op:
+        for factor in scales:
+            times, first = {}, len(rows)
+            for case in ALL_CASES[op](device, shape=scaled(op, factor)):
+                times[case.variant] = median_seconds(case.run, min_time)
+                gbps = case.bytes_moved / times[case.variant] / 1e9
+                rows.append({"op": op, "variant": case.variant, "shape": "x".join(map(str, case.shape)),
+                             "median_ms": times[case.variant] * 1e3, "gbps": gbps,
+                             "roofline": gbps / meta["copy_gbps"]})  # fmt: skip
+                shape = rows[-1]["shape"]
+                print(f"  {op:20s} {shape:16s} {case.variant:9s} {times[case.variant] * 1e3:10.3f} ms  "
+                      f"{gbps:8.2f} GB/s", flush=True)  # fmt: skip
+            for row in rows[first:]:
                 row["vs_eager"] = times["eager"] / (row["median_ms"] / 1e3)
                 row["vs_compiled"] = times["compiled"] / (row["median_ms"] / 1e3)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()  # the 16x inputs of one op need not share memory with the next's
     return meta, rows
 
 
@@ -120,9 +126,15 @@ def plot(meta: dict, rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     ops = list(dict.fromkeys(r["op"] for r in rows))
-    fig, axes = plt.subplots(1, len(ops), figsize=(4.5 * len(ops), 3.6), squeeze=False)
-    for ax, op in zip(axes[0], ops, strict=True):
-        mine = [r for r in rows if r["op"] == op]
+    shapes = {op: list(dict.fromkeys(r["shape"] for r in rows if r["op"] == op)) for op in ops}
+    columns = max(len(s) for s in shapes.values())
+    fig, axes = plt.subplots(len(ops), columns, figsize=(4.5 * columns, 3.6 * len(ops)), squeeze=False)
+    for ax in axes.flat:
+        ax.set_visible(False)
+    for (i, op), j in ((io, j) for io in enumerate(ops) for j in range(len(shapes[io[1]]))):
+        ax = axes[i, j]
+        ax.set_visible(True)
+        mine = [r for r in rows if r["op"] == op and r["shape"] == shapes[op][j]]
         bars = ax.bar([r["variant"] for r in mine], [r["vs_eager"] for r in mine],
                       color=["tab:green" if r["variant"] == "ws3d" else "tab:gray" for r in mine])
         ax.bar_label(bars, fmt="%.2fx", fontsize=8)
@@ -140,20 +152,24 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--ops", nargs="+", default=list(ALL_CASES), choices=list(ALL_CASES))
     parser.add_argument("--min-time", type=float, default=1.0, help="seconds of timing per case")
+    parser.add_argument("--scales", type=int, nargs="+", default=[1],
+                        help="batch multiples of each op's training shape to time (e.g. 1 4 16)")
     parser.add_argument("--tag", help="file name stem (default: device and date)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results")
     args = parser.parse_args()
     device = torch.device(args.device)
-    meta, rows = sweep(device, args.ops, args.min_time)
+    meta, rows = sweep(device, args.ops, args.min_time, tuple(args.scales))
     tag = args.tag or f"{device.type}-{meta['date']}"
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{tag}.json").write_text(json.dumps({"machine": meta, "results": rows}, indent=2) + "\n")
-    with open(RESULTS / f"{tag}.csv", "w", newline="") as f:
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{tag}.json").write_text(json.dumps({"machine": meta, "results": rows}, indent=2) + "\n")
+    with open(out / f"{tag}.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=[*rows[0], *meta])
         writer.writeheader()
         writer.writerows({**row, **meta} for row in rows)
-    (RESULTS / f"{tag}.md").write_text(markdown(meta, rows))
-    plot(meta, rows, RESULTS / f"{tag}.png")
-    print(f"wrote {RESULTS / tag}.{{json,csv,md,png}}")
+    (out / f"{tag}.md").write_text(markdown(meta, rows))
+    plot(meta, rows, out / f"{tag}.png")
+    print(f"wrote {out / tag}.{{json,csv,md,png}}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,10 @@
 #include "kernels.h"
 
 #ifdef WS3D_WITH_CUDA
-#include <ATen/cuda/CUDAContext.h>
+// c10's guard and stream headers need only the CUDA runtime's, so CI can syntax-check this
+// file against the CPU wheel's headers and the toolkit (ATen/cuda/CUDAContext.h pulls cuBLAS).
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #endif
 
 namespace {
@@ -34,13 +37,16 @@ void check_planes(const at::Tensor& x, const char* name) {
               "ws3d native kernels take float32 or float64, got ", (x).scalar_type());         \
   AT_DISPATCH_FLOATING_TYPES((x).scalar_type(), "ws3d", [&] { __VA_ARGS__; })
 
-// Calls ws3d::<name>_cuda (with the current stream) or ws3d::<name>_cpu.
+// Calls ws3d::<name>_cuda or ws3d::<name>_cpu. A CUDA launch goes to x's device and that
+// device's current stream: the guard makes x's device current for the call, so a tensor on
+// cuda:1 is not launched on cuda:0 when cuda:0 is the caller's current device.
 #ifdef WS3D_WITH_CUDA
-#define WS3D_LAUNCH(x, name, ...)                                                        \
-  if ((x).is_cuda()) {                                                                   \
-    ws3d::name##_cuda<scalar_t>(__VA_ARGS__, at::cuda::getCurrentCUDAStream().stream()); \
-  } else {                                                                               \
-    ws3d::name##_cpu<scalar_t>(__VA_ARGS__);                                             \
+#define WS3D_LAUNCH(x, name, ...)                                                          \
+  if ((x).is_cuda()) {                                                                     \
+    const c10::cuda::CUDAGuard guard((x).device());                                        \
+    ws3d::name##_cuda<scalar_t>(__VA_ARGS__, c10::cuda::getCurrentCUDAStream().stream());  \
+  } else {                                                                                 \
+    ws3d::name##_cpu<scalar_t>(__VA_ARGS__);                                               \
   }
 #else
 #define WS3D_LAUNCH(x, name, ...)                                                         \

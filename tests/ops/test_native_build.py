@@ -1,5 +1,6 @@
 import shutil
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -50,6 +51,29 @@ def test_cuda_kernels_compile_with_nvcc(source, arch, tmp_path):
         capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed on this machine")
+def test_cuda_binding_compiles_against_the_torch_headers(tmp_path):
+    """binding.cpp's CUDA branch (the device guard, the stream) is built only on GPU
+    machines; check its syntax here with nvcc driving the host compiler, the CPU wheel's
+    torch headers and the toolkit's. The CPU wheel lacks one generated header,
+    c10/cuda/impl/cuda_cmake_macros.h (build-configuration macros only): an empty one
+    stands in for it."""
+    import subprocess
+    import sysconfig
+
+    from torch.utils.cpp_extension import include_paths
+
+    (tmp_path / "c10" / "cuda" / "impl").mkdir(parents=True)
+    (tmp_path / "c10" / "cuda" / "impl" / "cuda_cmake_macros.h").write_text("")
+    includes = [f"-I{p}" for p in (*include_paths(), tmp_path, sysconfig.get_paths()["include"], _ext.SOURCES)]
+    result = subprocess.run(
+        ["nvcc", "-x", "c++", "-std=c++17", "-Xcompiler", "-fsyntax-only", "-c", "-DWS3D_WITH_CUDA", *includes,
+         str(_ext.SOURCES / "binding.cpp"), "-o", str(tmp_path / "binding.o")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
 
 
 def _relative_error(actual, expected):
@@ -104,3 +128,15 @@ def test_native_float32_is_within_1e_5_of_float64_reference():
         actual = weighted_procrustes(X, Y, w, scale=True)
     for a, e in zip(actual, expected[:3], strict=True):
         assert _relative_error(a, e) < 1e-5
+
+
+def test_builds_are_cached_per_instruction_set_and_gpu_architecture():
+    """-march=native code is only safe on a CPU with the same flags: a shared extension
+    cache must keep one build per instruction set (and per GPU architecture)."""
+    avx2 = "processor : 0\nflags : fpu sse2 avx avx2\n"
+    avx512 = "processor : 0\nflags : fpu sse2 avx avx2 avx512f\n"
+    assert _ext.machine_tag(avx2) == _ext.machine_tag("flags : avx2 avx sse2 fpu\n")  # order does not matter
+    assert _ext.machine_tag(avx2) != _ext.machine_tag(avx512)
+    assert _ext.machine_tag(avx2, [(8, 0)]) != _ext.machine_tag(avx2, [(9, 0)])
+    module = _ext.build()
+    assert _ext.machine_tag() in Path(module.__file__).parent.name

@@ -110,6 +110,13 @@ def native_inputs(*tensors: torch.Tensor) -> list[torch.Tensor]:
     return [x.to(acc).contiguous() for x in tensors]
 
 
+def on_device_of(x: torch.Tensor):
+    """The context for a Triton launch on ``x``: Triton launches on the current CUDA device
+    and its stream, so a tensor on cuda:1 while cuda:0 is current would run on the wrong
+    device. A no-op for CPU tensors (the interpreter)."""
+    return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
+
+
 def triton_accumulation_dtype(dtype: torch.dtype):
     """The Triton twin of :func:`accumulation_dtype`, passed to kernels as a constexpr."""
     return tl.float64 if dtype == torch.float64 else tl.float32

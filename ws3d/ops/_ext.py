@@ -51,6 +51,30 @@ def warn_if_locked(build_directory: Path) -> None:
         )
 
 
+def machine_tag(cpuinfo: str | None = None, capabilities: list[tuple[int, int]] | None = None) -> str:
+    """A short key for what the build is specific to: the CPU's instruction-set flags
+    (``-march=native``) and, for a CUDA build, the visible GPUs' compute capabilities (nvcc
+    builds for those only). Builds are cached under a name that carries it, so machines
+    that share torch's extension cache (a cluster's home folder) never load code their CPU
+    or GPU cannot run (SIGILL, "no kernel image").
+
+    ``cpuinfo``: the text of /proc/cpuinfo (read when None; elsewhere the platform's
+    processor name stands in); ``capabilities``: (major, minor) per GPU, none for a CPU build.
+    """
+    import hashlib
+    import platform
+
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    flags = next((line.split(":", 1)[1] for line in cpuinfo.splitlines() if line.startswith(("flags", "Features"))),
+                 platform.processor())  # fmt: skip
+    key = " ".join([platform.machine(), *sorted(flags.split()), *(f"sm_{a}{b}" for a, b in capabilities or [])])
+    return hashlib.sha256(key.encode()).hexdigest()[:10]
+
+
 def build(verbose: bool = False) -> ModuleType:
     """Compile (or load from the cache) the extension; raises if that fails."""
     from torch.utils.cpp_extension import _get_build_directory, load
@@ -58,7 +82,8 @@ def build(verbose: bool = False) -> ModuleType:
     if not (SOURCES / "binding.cpp").exists():
         raise FileNotFoundError(f"no C++ sources at {SOURCES} (the native kernels need a source checkout)")
     cuda = _with_cuda()
-    name = "ws3d_native_cuda" if cuda else "ws3d_native"
+    capabilities = [torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())] if cuda else None
+    name = f"ws3d_native_{'cuda_' if cuda else ''}{machine_tag(capabilities=capabilities)}"
     # torch's own cache folder (a private helper, unchanged since torch 1.x), so that the
     # lock checked here is the one load() waits on.
     build_directory = Path(_get_build_directory(name, verbose=False))

@@ -33,6 +33,7 @@ from ._backend import (
     HAS_TRITON,
     accumulation_dtype,
     native_inputs,
+    on_device_of,
     select_backend,
     tl,
     triton,
@@ -278,11 +279,12 @@ def _triton_forward(X: Tensor, Y: Tensor, w: Tensor, scale: bool):
     valid = torch.empty(N, device=X.device, dtype=torch.bool)
     block_j = triton.next_power_of_2(J)
     block_n = max(1, min(64, 1024 // block_j))
-    _procrustes_kernel[(triton.cdiv(N, block_n),)](
-        X, Y, w, R, t, s, valid, N, J, *X.stride(), *Y.stride(), *w.stride(),
-        SCALE=scale, ACC=triton_accumulation_dtype(X.dtype), REL_TOL=REL_TOL,
-        SWEEPS=JACOBI_SWEEPS, BLOCK_N=block_n, BLOCK_J=block_j,
-    )
+    with on_device_of(X):
+        _procrustes_kernel[(triton.cdiv(N, block_n),)](
+            X, Y, w, R, t, s, valid, N, J, *X.stride(), *Y.stride(), *w.stride(),
+            SCALE=scale, ACC=triton_accumulation_dtype(X.dtype), REL_TOL=REL_TOL,
+            SWEEPS=JACOBI_SWEEPS, BLOCK_N=block_n, BLOCK_J=block_j,
+        )
     return R, t, s, valid
 
 

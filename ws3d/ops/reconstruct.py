@@ -39,6 +39,7 @@ from ._backend import (
     HAS_TRITON,
     accumulation_dtype,
     native_inputs,
+    on_device_of,
     select_backend,
     tl,
     triton,
@@ -285,10 +286,11 @@ def _triton_forward(uv: Tensor, z: Tensor, K: Tensor, k: int, l: int):
     z_root = torch.empty(B, device=uv.device, dtype=uv.dtype)
     valid = torch.empty(B, device=uv.device, dtype=torch.bool)
     block_b, block_j = _tile(J)
-    _reconstruct_fwd_kernel[(triton.cdiv(B, block_b),)](
-        uv, z, K, P, z_root, valid, B, J, k, l, *uv.stride(), *z.stride(), *K.stride(),
-        ACC=triton_accumulation_dtype(uv.dtype), EPS=EPS, BLOCK_B=block_b, BLOCK_J=block_j,
-    )
+    with on_device_of(uv):
+        _reconstruct_fwd_kernel[(triton.cdiv(B, block_b),)](
+            uv, z, K, P, z_root, valid, B, J, k, l, *uv.stride(), *z.stride(), *K.stride(),
+            ACC=triton_accumulation_dtype(uv.dtype), EPS=EPS, BLOCK_B=block_b, BLOCK_J=block_j,
+        )
     return P, z_root, valid
 
 
@@ -297,11 +299,12 @@ def _triton_backward(g_P, g_root, uv, z, K, k: int, l: int):
     g_uv = torch.empty(B, J, 2, device=uv.device, dtype=uv.dtype)
     g_z = torch.empty(B, J, device=uv.device, dtype=uv.dtype)
     block_b, block_j = _tile(J)
-    _reconstruct_bwd_kernel[(triton.cdiv(B, block_b),)](
-        g_P, g_root, uv, z, K, g_uv, g_z, B, J, k, l, *g_P.stride(), *g_root.stride(),
-        *uv.stride(), *z.stride(), *K.stride(),
-        ACC=triton_accumulation_dtype(uv.dtype), EPS=EPS, BLOCK_B=block_b, BLOCK_J=block_j,
-    )
+    with on_device_of(uv):
+        _reconstruct_bwd_kernel[(triton.cdiv(B, block_b),)](
+            g_P, g_root, uv, z, K, g_uv, g_z, B, J, k, l, *g_P.stride(), *g_root.stride(),
+            *uv.stride(), *z.stride(), *K.stride(),
+            ACC=triton_accumulation_dtype(uv.dtype), EPS=EPS, BLOCK_B=block_b, BLOCK_J=block_j,
+        )
     return g_uv, g_z
 
 

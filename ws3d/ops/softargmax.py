@@ -30,6 +30,7 @@ from ._backend import (
     HAS_TRITON,
     accumulation_dtype,
     native_inputs,
+    on_device_of,
     select_backend,
     tl,
     triton,
@@ -264,10 +265,11 @@ def _triton_forward(h: Tensor, d: Tensor, beta: float):
     conf = torch.empty_like(z)
     lse = torch.empty(B, J, device=h.device, dtype=acc)
     block, warps = _launch_config(H * W)
-    _softargmax_fwd_kernel[(B * J,)](
-        h, d, uv, z, conf, lse, J, H, W, h.stride(0), h.stride(1), d.stride(0), d.stride(1),
-        beta, ACC=triton_accumulation_dtype(h.dtype), BLOCK=block, num_warps=warps,
-    )
+    with on_device_of(h):
+        _softargmax_fwd_kernel[(B * J,)](
+            h, d, uv, z, conf, lse, J, H, W, h.stride(0), h.stride(1), d.stride(0), d.stride(1),
+            beta, ACC=triton_accumulation_dtype(h.dtype), BLOCK=block, num_warps=warps,
+        )
     return uv, z, conf, lse
 
 
@@ -277,12 +279,13 @@ def _triton_backward(g_uv, g_z, h, d, uv, z, lse, beta):
     grad_h = torch.empty(B, J, H, W, device=h.device, dtype=h.dtype)
     grad_d = torch.empty_like(grad_h)
     block, warps = _launch_config(H * W)
-    _softargmax_bwd_kernel[(B * J,)](
-        g_uv, g_z, h, d, uv, z, lse, grad_h, grad_d, J, H, W,
-        h.stride(0), h.stride(1), d.stride(0), d.stride(1),
-        *g_uv.stride(), *g_z.stride(), beta,
-        ACC=triton_accumulation_dtype(h.dtype), BLOCK=block, num_warps=warps,
-    )
+    with on_device_of(h):
+        _softargmax_bwd_kernel[(B * J,)](
+            g_uv, g_z, h, d, uv, z, lse, grad_h, grad_d, J, H, W,
+            h.stride(0), h.stride(1), d.stride(0), d.stride(1),
+            *g_uv.stride(), *g_z.stride(), beta,
+            ACC=triton_accumulation_dtype(h.dtype), BLOCK=block, num_warps=warps,
+        )
     return grad_h, grad_d
 
 
