@@ -20,13 +20,15 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def training_curves(jsonl: str | os.PathLike, out: str | os.PathLike) -> None:
-    """Loss terms against step (log scale) and validation MPJPE / 2D error against step."""
+def training_curves(jsonl: str | os.PathLike, out: str | os.PathLike) -> list[str]:
+    """Loss terms against step (log scale) and validation MPJPE / 2D error against step.
+    Returns the names of the loss curves drawn."""
     records = read_jsonl(jsonl)
     train = [r for r in records if "loss" in r]
     val = [r for r in records if "val" in r]
     fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 4))
-    keys = [k for k in ("loss", "l_h", "l_h_mv", "l_mc", "l_b", "l_z") if any(k in r for r in train)]
+    # Every term the trainer logged ("l_*"), so that a new loss shows up without a change here.
+    keys = ["loss"] * bool(train) + sorted({k for r in train for k in r if k.startswith("l_")})
     for k in keys:
         steps = [r["step"] for r in train if k in r]
         ax_loss.plot(steps, [r[k] for r in train if k in r], label=k, lw=2 if k == "loss" else 1)
@@ -48,6 +50,7 @@ def training_curves(jsonl: str | os.PathLike, out: str | os.PathLike) -> None:
     fig.tight_layout()
     fig.savefig(out, dpi=90)
     plt.close(fig)
+    return keys
 
 
 def pose_3d(pose: np.ndarray, out: str | os.PathLike, title: str = "") -> None:
