@@ -34,7 +34,7 @@ train: data
 	$(WS3D) ablation --settings 2D-only WS-no2D --runs runs/synthetic --out runs/synthetic data.root=$(DATA)
 
 # The paper's Table 1 on the synthetic benchmark (train/results/ablation.{json,md}), on its
-# test split and on two more rendered with other seeds and rigs (47 min on 2 cores).
+# test split and on two more rendered with other seeds and rigs (about 45 min on 2 cores).
 OTHER_TESTS := data/test_seed21_h36m data/test_seed33_orbit
 ablation: data
 	@for t in "21 h36m" "33 orbit"; do set -- $$t; d=data/test_seed$$1_$$2; \
