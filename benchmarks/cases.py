@@ -67,7 +67,7 @@ def _has(module: str) -> bool:
 
 
 def _gpu_backends(device: torch.device, op: Callable) -> dict[str, Callable]:
-    """On CUDA, the op forced onto Triton and onto the CUDA kernels of csrc/."""
+    """On CUDA, the op forced onto Triton and onto the CUDA kernels of ws3d/csrc/."""
     if device.type != "cuda":
         return {}
     names = ["triton"] + (["native"] if native_supports(device) else [])

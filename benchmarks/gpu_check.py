@@ -5,7 +5,7 @@
 On one H100/H200 it takes at most ``--budget`` seconds (8 min), in five steps:
 
 1. install this checkout without the network (``pip install --no-deps --no-build-isolation -e .``);
-2. build the CUDA extension (csrc/) and check that the native backend runs on the GPU;
+2. build the CUDA extension (ws3d/csrc/) and check that the native backend runs on the GPU;
 3. the op tests (tests/ops) on CUDA: parity with the float64 reference in every dtype,
    gradcheck, opcheck, torch.compile;
 4. the benchmark sweep on CUDA (benchmarks/sweep.py): ws3d's default, Triton and the csrc

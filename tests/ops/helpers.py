@@ -11,7 +11,7 @@ DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 ON_GPU = DEVICE.type == "cuda"
 
 # Backends that can run on DEVICE in this session: Triton on a GPU, or through the
-# interpreter on the CPU; the native kernels wherever csrc/ builds (CI builds them, so a
+# interpreter on the CPU; the native kernels wherever ws3d/csrc/ builds (CI builds them, so a
 # broken build fails test_native_kernels_build rather than silently dropping them).
 BACKENDS = (
     ["reference"]

@@ -5,9 +5,9 @@ this module only decides *which* backend a call on a given device uses:
 
 * ``WS3D_BACKEND=reference|triton|native`` in the environment, or :func:`use_backend`
   as a context manager, forces one;
-* otherwise CPU tensors go to the native C++ kernels of csrc/ (built on first use; the
+* otherwise CPU tensors go to the native C++ kernels of ws3d/csrc/ (built on first use; the
   pure-PyTorch reference when they cannot be built) and CUDA tensors to Triton.
-  CUDA -> Triton is provisional: the CUDA kernels of csrc/ are not yet measured against
+  CUDA -> Triton is provisional: the CUDA kernels of ws3d/csrc/ are not yet measured against
   Triton on a GPU, and the default per op should become whichever is faster.
 
 Triton on CPU tensors only works through its interpreter (``TRITON_INTERPRET=1``),
@@ -105,7 +105,7 @@ def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def native_inputs(*tensors: torch.Tensor) -> list[torch.Tensor]:
     """The tensors as the native kernels take them: contiguous, in the first one's
-    accumulation dtype (the csrc/ kernels exist for float32 and float64 only)."""
+    accumulation dtype (the ws3d/csrc/ kernels exist for float32 and float64 only)."""
     acc = accumulation_dtype(tensors[0].dtype)
     return [x.to(acc).contiguous() for x in tensors]
 

@@ -1,6 +1,6 @@
-"""The native kernels of csrc/, built on first use and cached.
+"""The native kernels of ws3d/csrc/, built on first use and cached.
 
-``native()`` compiles csrc/ with torch.utils.cpp_extension.load (ninja, the host C++
+``native()`` compiles ws3d/csrc/ with torch.utils.cpp_extension.load (ninja, the host C++
 compiler, and nvcc for the .cu files when torch has CUDA and a toolkit is found) the
 first time a native kernel is needed, then reuses the build from torch's extension
 cache. When the build fails (no compiler, no ninja, no sources in this install) it
@@ -20,7 +20,8 @@ from types import ModuleType
 
 import torch
 
-SOURCES = Path(__file__).resolve().parents[2] / "csrc"
+# Inside the package (package data), so that a wheel or a non-editable install builds them too.
+SOURCES = Path(__file__).resolve().parents[1] / "csrc"
 CPU_SOURCES = ["binding.cpp", "softargmax_cpu.cpp", "reconstruct_cpu.cpp", "procrustes_cpu.cpp"]
 CUDA_SOURCES = ["softargmax_cuda.cu", "reconstruct_cuda.cu", "procrustes_cuda.cu"]
 # -fno-math-errno lets sqrt and the hand-written exp vectorise; -ffast-math is avoided
@@ -80,7 +81,7 @@ def build(verbose: bool = False) -> ModuleType:
     from torch.utils.cpp_extension import _get_build_directory, load
 
     if not (SOURCES / "binding.cpp").exists():
-        raise FileNotFoundError(f"no C++ sources at {SOURCES} (the native kernels need a source checkout)")
+        raise FileNotFoundError(f"no C++ sources at {SOURCES} (an install without its package data?)")
     cuda = _with_cuda()
     capabilities = [torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())] if cuda else None
     name = f"ws3d_native_{'cuda_' if cuda else ''}{machine_tag(capabilities=capabilities)}"

@@ -289,7 +289,7 @@ def _triton_forward(X: Tensor, Y: Tensor, w: Tensor, scale: bool):
 
 
 # ------------------------------------------------------------------------------ native
-# csrc/procrustes_cpu.cpp and procrustes_cuda.cu (the solver: csrc/procrustes_solver.h).
+# ws3d/csrc/procrustes_cpu.cpp and procrustes_cuda.cu (the solver: ws3d/csrc/procrustes_solver.h).
 
 
 def _native_forward(X: Tensor, Y: Tensor, w: Tensor, scale: bool):

@@ -309,7 +309,7 @@ def _triton_backward(g_P, g_root, uv, z, K, k: int, l: int):
 
 
 # ------------------------------------------------------------------------------ native
-# csrc/reconstruct_cpu.cpp and reconstruct_cuda.cu: float32 / float64, contiguous.
+# ws3d/csrc/reconstruct_cpu.cpp and reconstruct_cuda.cu: float32 / float64, contiguous.
 
 
 def _native_forward(uv: Tensor, z: Tensor, K: Tensor, k: int, l: int):

@@ -290,7 +290,7 @@ def _triton_backward(g_uv, g_z, h, d, uv, z, lse, beta):
 
 
 # ------------------------------------------------------------------------------ native
-# csrc/softargmax_cpu.cpp and softargmax_cuda.cu take float32 / float64; half precision
+# ws3d/csrc/softargmax_cpu.cpp and softargmax_cuda.cu take float32 / float64; half precision
 # is computed in float32 and rounded on the way out, as the Triton kernels do.
 
 
