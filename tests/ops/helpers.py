@@ -88,4 +88,17 @@ def mutate(result, index: int, mutation: str):
     return tuple(out)
 
 
+def assert_catches_a_wrong_gradient(module, backend: str, index: int, mutation: str, monkeypatch,
+                                    parity_test, *args) -> None:  # fmt: skip
+    """Plant a bug in ``backend``'s backward of the op in ``module`` (gradient ``index``
+    zeroed or 10 % off): ``parity_test(*args)`` must fail."""
+    import pytest
+
+    forward, backward = module._IMPLEMENTATIONS[backend]
+    wrong = lambda *a: mutate(backward(*a), index, mutation)  # noqa: E731
+    monkeypatch.setitem(module._IMPLEMENTATIONS, backend, (forward, wrong))
+    with pytest.raises(AssertionError):
+        parity_test(*args)
+
+
 MUTATIONS = ["zeroed", "10% off"]
