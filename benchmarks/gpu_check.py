@@ -102,6 +102,8 @@ def markdown(summary: dict) -> str:
 
 
 def _versions() -> dict:
+    """Date, versions and git revision. Not ws3d.ablation.machine(): ws3d need not be
+    importable yet when this runs (installing it is the first step)."""
     import torch
 
     try:

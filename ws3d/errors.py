@@ -19,7 +19,6 @@ class MissingFileError(InputError, FileNotFoundError):
     """A file or folder the user named does not exist."""
 
 
-
 def read_input(path, read, kind: str):
     """``read(path)``: a third-party parser (np.load, pickle, scipy.io.loadmat, json) on a
     file the user named, its failure on a truncated, foreign or corrupt file raised as an

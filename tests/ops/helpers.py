@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from ws3d.ops._backend import HAS_TRITON, triton_interpreted
@@ -92,8 +93,6 @@ def assert_catches_a_wrong_gradient(module, backend: str, index: int, mutation: 
                                     parity_test, *args) -> None:  # fmt: skip
     """Plant a bug in ``backend``'s backward of the op in ``module`` (gradient ``index``
     zeroed or 10 % off): ``parity_test(*args)`` must fail."""
-    import pytest
-
     forward, backward = module._IMPLEMENTATIONS[backend]
     wrong = lambda *a: mutate(backward(*a), index, mutation)  # noqa: E731
     monkeypatch.setitem(module._IMPLEMENTATIONS, backend, (forward, wrong))

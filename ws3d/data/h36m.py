@@ -102,10 +102,7 @@ def load_multiview_labels(path: str | os.PathLike) -> dict[str, np.ndarray]:
     the pinhole projection (the labels' ``dist`` is ignored: use undistorted images).
     """
     path = require_file(Path(path))
-    try:
-        labels = np.load(path, allow_pickle=True).item()
-    except (ValueError, OSError, AttributeError) as error:
-        raise InputError(f"{path}: not a multi-view labels .npy dict ({error})") from None
+    labels = read_input(path, lambda p: np.load(p, allow_pickle=True).item(), "multi-view labels .npy dict")
     require(labels, dict.fromkeys(("subject_names", "camera_names", "action_names", "cameras", "table")), path)
     subjects, camera_names, actions = labels["subject_names"], labels["camera_names"], labels["action_names"]
     cameras, table = labels["cameras"], labels["table"]

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ws3d.data.records import joint_map, remap_joints, require_file
-from ws3d.errors import InputError
+from ws3d.errors import InputError, read_input
 from ws3d.skeleton import NUM_JOINTS
 
 # MPII's joint order in ws3d names: thorax is "neck", the upper neck stands in for
@@ -31,10 +31,7 @@ MPII_TO_WS3D = joint_map(MPII_JOINTS)
 def load_mpii(json_path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read an HRNet-style MPII annotation JSON into a record set (images under ``images/``)."""
     path = require_file(Path(json_path))
-    try:
-        entries = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise InputError(f"{path}: not valid JSON ({error})") from None
+    entries = read_input(path, lambda p: json.loads(p.read_text()), "JSON file")
     if not isinstance(entries, list):
         raise InputError(f"{path}: expected a list of annotations")
     n = len(entries)

@@ -12,7 +12,9 @@ Prebuild (and see the compiler's output) with ``python -m ws3d.ops.build``.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import platform
 import time
 import warnings
 from pathlib import Path
@@ -62,9 +64,6 @@ def machine_tag(cpuinfo: str | None = None, capabilities: list[tuple[int, int]] 
     ``cpuinfo``: the text of /proc/cpuinfo (read when None; elsewhere the platform's
     processor name stands in); ``capabilities``: (major, minor) per GPU, none for a CPU build.
     """
-    import hashlib
-    import platform
-
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
