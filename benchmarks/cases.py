@@ -1,9 +1,11 @@
 """What the benchmarks time, defined once for pytest-benchmark and for sweep.py.
 
-Each case is a closure running one op forward + backward (procrustes: forward only;
-its outputs carry no gradient) on inputs built once, plus the fewest bytes the op must
-move through memory, which gives the roofline: the fused softargmax reads h and d in
-the forward, reads them again and writes dh, dd in the backward.
+Each case is a closure running one op forward + backward on inputs built once, plus the
+fewest bytes the op must move through memory, which gives the roofline: the fused
+softargmax reads h and d in the forward, reads them again and writes dh, dd in the
+backward. Procrustes is timed twice: forward only (``weighted_procrustes``, how the
+trainer calls it, the paper stopping its gradient) and forward + backward
+(``weighted_procrustes_grad``, for models that pass gradients through R, t, s).
 
 Variants, compared in the same run:
   ws3d      the public op with its default backend for the device
@@ -161,10 +163,42 @@ def procrustes_cases(device: torch.device, shape=PROCRUSTES_SHAPE) -> list[Case]
             for name, op in variants.items()]
 
 
+def procrustes_grad_cases(device: torch.device, shape=PROCRUSTES_SHAPE) -> list[Case]:
+    N, J = shape
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(N, J, 3, generator=g).to(device).requires_grad_()
+    R = torch.linalg.qr(torch.randn(N, 3, 3, generator=g))[0].to(device)
+    Y = (X.detach() @ R.mT + 0.01 * torch.randn(N, J, 3, generator=g).to(device)).requires_grad_()
+    w = torch.rand(N, J, generator=g).to(device).requires_grad_()
+    g_R, g_t, g_s = torch.randn(N, 3, 3, generator=g), torch.randn(N, 3, generator=g), torch.randn(N, generator=g)
+    g_R, g_t, g_s = g_R.to(device), g_t.to(device), g_s.to(device)
+
+    def fwd_bwd(op):
+        def run():
+            R, t, s = op(X, Y, w)[:3]
+            return torch.autograd.grad((R * g_R).sum() + (t * g_t).sum() + (s * g_s).sum(), (X, Y, w))
+
+        return run
+
+    def reference(X, Y, w):  # autograd through torch.linalg.svd
+        return weighted_procrustes_reference(X, Y, w, True)
+
+    ws3d = lambda X, Y, w: weighted_procrustes(X, Y, w, scale=True)  # noqa: E731
+    variants = {"ws3d": ws3d, **_gpu_backends(device, ws3d), "eager": reference, "compiled": torch.compile(reference)}
+    if _has("roma"):
+        import roma
+
+        variants["roma"] = lambda X, Y, w: roma.rigid_points_registration(X, Y, weights=w, compute_scaling=True)
+    # forward: X, Y, w in, R, t, s out; backward: X, Y, w and g_R, g_t, g_s in, g_X, g_Y, g_w out.
+    bytes_moved = (7 * J + 13 + 7 * J + 13 + 7 * J) * N * 4
+    return [Case("weighted_procrustes_grad", name, shape, _synchronised(fwd_bwd(op), device), bytes_moved)
+            for name, op in variants.items()]
+
+
 ALL_CASES = {"softargmax_2p5d": softargmax_cases, "reconstruct_3d": reconstruct_cases,
-             "weighted_procrustes": procrustes_cases}
+             "weighted_procrustes": procrustes_cases, "weighted_procrustes_grad": procrustes_grad_cases}
 SHAPES = {"softargmax_2p5d": SOFTARGMAX_SHAPE, "reconstruct_3d": RECONSTRUCT_SHAPE,
-          "weighted_procrustes": PROCRUSTES_SHAPE}
+          "weighted_procrustes": PROCRUSTES_SHAPE, "weighted_procrustes_grad": PROCRUSTES_SHAPE}
 
 
 def scaled(op: str, factor: int) -> tuple[int, ...]:

@@ -111,6 +111,26 @@ def test_multiview_loss_gradient_goes_to_the_poses_not_through_the_alignment():
     assert views.grad.abs().max() <= 2 * math.sqrt(3) / (2 * J) + 1e-12
 
 
+@pytest.mark.parametrize("known_rotations", [False, True])
+def test_multiview_loss_through_the_alignment_is_its_full_gradient(known_rotations):
+    """through_alignment: the derivative of the loss with R, t fitted again at every point
+    (gradcheck: finite differences); the default holds R, t and gives another gradient."""
+    g = torch.Generator().manual_seed(0)
+    views, R_cam = _two_views()
+    views = views + 0.05 * torch.randn(views.shape, generator=g, dtype=torch.float64)  # off |.|'s kink
+    conf = 0.5 + torch.rand(2, J, generator=g, dtype=torch.float64)
+    pairs, group = torch.tensor([[0, 1], [1, 0]]), torch.tensor([0, 0])
+    cameras = (R_cam, torch.tensor([True, True])) if known_rotations else (None, None)
+
+    def loss(v, through):
+        return multiview_loss(v, conf, pairs, group, *cameras, through_alignment=through)
+
+    views.requires_grad_()
+    assert torch.autograd.gradcheck(lambda v: loss(v, True), (views,))
+    through, held = (torch.autograd.grad(loss(views, flag), views)[0] for flag in (True, False))
+    assert (through - held).abs().max() > 0.05 * held.abs().max()
+
+
 def test_multiview_loss_averages_pairs_within_groups_then_groups():
     a, _ = _two_views()
     b = a.clone()

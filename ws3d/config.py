@@ -69,6 +69,9 @@ class LossConfig:
     objective: str = "triangulated"
     uv: float = 0.0  # weight of an L1 term on the soft-argmax uv of labelled joints (not in the paper)
     pseudo_threshold: float = 0.5  # confidence above which a pseudo-label is kept
+    # L_MC's gradient also through the fitted R, t into both views' poses (not in the paper,
+    # which stops it there; weighted_procrustes is differentiable).
+    procrustes_grad: bool = False
 
 
 @dataclass

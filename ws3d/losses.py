@@ -83,14 +83,14 @@ def _group_mean(values: Tensor, group: Tensor, groups: int) -> Tensor:
 
 
 def multiview_loss(pose: Tensor, conf: Tensor, pairs: Tensor, view_group: Tensor, R_cam: Tensor | None = None,
-                   known: Tensor | None = None) -> Tensor:  # fmt: skip
+                   known: Tensor | None = None, through_alignment: bool = False) -> Tensor:  # fmt: skip
     """L_MC: views of one person agree after rigid alignment.
 
     For every ordered pair (c, c') of views of a group: sum_j phi_jc phi_jc' |P_jc - (R P_jc' + t)|_1,
-    with R, t from ``weighted_procrustes`` weighted by phi phi (no gradient through them).
-    Where both views have known extrinsics (WS+R), R is the true relative rotation and
-    only t is fitted (the poses are scale-normalised, the extrinsics metric). The mean
-    over a pair's joints, over a group's pairs, then over groups.
+    with R, t from ``weighted_procrustes`` weighted by phi phi. Where both views have known
+    extrinsics (WS+R), R is the true relative rotation and only t is fitted (the poses are
+    scale-normalised, the extrinsics metric). The mean over a pair's joints, over a group's
+    pairs, then over groups.
 
     Args:
         pose: (M, J, 3) scale-normalised poses of all views in the batch.
@@ -98,15 +98,19 @@ def multiview_loss(pose: Tensor, conf: Tensor, pairs: Tensor, view_group: Tensor
         pairs: (P, 2) ordered view pairs (c, c') (rows of ``pose``).
         view_group: (M,) group id of each view, 0..G-1.
         R_cam: (M, 3, 3) world-to-camera rotations; known: (M,) bool, where R_cam is usable.
+        through_alignment: also pass the gradient through the fitted R, t into both poses;
+            False (the paper) stops it there, so that it reaches the poses only where R, t
+            are applied.
     """
     c, c2 = pairs[:, 0], pairs[:, 1]
     w = (conf[c] * conf[c2]).detach()
     P, Q = pose[c], pose[c2]
-    R, t = weighted_procrustes(Q.detach(), P.detach(), w)
+    P_fit, Q_fit = (P, Q) if through_alignment else (P.detach(), Q.detach())
+    R, t = weighted_procrustes(Q_fit, P_fit, w)
     if R_cam is not None:
         use = (known[c] & known[c2])[:, None, None]
         R = torch.where(use, (R_cam[c] @ R_cam[c2].mT).to(R.dtype), R)  # camera c' -> world -> camera c
-        t_known = ((P.detach() - Q.detach() @ R.mT) * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp_min(1e-12)
+        t_known = ((P_fit - Q_fit @ R.mT) * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp_min(1e-12)
         t = torch.where(use[:, 0], t_known, t)
     aligned = Q @ R.mT.to(Q.dtype) + t[:, None].to(Q.dtype)
     per_pair = (w * (P - aligned).abs().sum(-1)).mean(-1)

@@ -277,7 +277,8 @@ def compute_losses(model, batch: dict, cfg: Config, device: torch.device) -> tup
             # every view there at zero loss.
             phi = out["conf"][n:].clamp_min(0)
             R, known = (mv["R"].to(device), mv["extrinsics_known"].to(device)) if "R" in mv else (None, None)
-            terms["l_mc"] = multiview_loss(out["pose"][n:], phi, mv["pairs"].to(device), group, R, known)
+            terms["l_mc"] = multiview_loss(out["pose"][n:], phi, mv["pairs"].to(device), group, R, known,
+                                           through_alignment=L.procrustes_grad)
             terms["l_b"] = bone_loss(out["pose"][n:], phi, group)
             total = total + L.alpha * terms["l_mc"] + L.beta_b * terms["l_b"]
     return total, terms

@@ -6,8 +6,18 @@ from scipy.spatial.transform import Rotation
 
 from ws3d.ops import procrustes as procrustes_module
 from ws3d.ops import use_backend, weighted_procrustes, weighted_procrustes_reference
+from ws3d.ops._backend import triton_interpreted
 
-from .helpers import BACKENDS, DEVICE, MUTATIONS, assert_close, assert_compile_matches_eager, backend_params, mutate
+from .helpers import (
+    BACKENDS,
+    DEVICE,
+    MUTATIONS,
+    assert_catches_a_wrong_gradient,
+    assert_close,
+    assert_compile_matches_eager,
+    backend_params,
+    mutate,
+)
 
 
 def _rotations(n, seed):
@@ -30,41 +40,155 @@ def _apply(R, t, s, X):
     return s[:, None, None] * X @ R.mT + t[:, None]
 
 
+def _forward_backward(X, Y, w, scale, g_R, g_t, g_s):
+    """(R, t, s, valid) and the gradients on (X, Y, w) of sum(R g_R) + sum(t g_t) + sum(s g_s)."""
+    X, Y, w = (x.detach().requires_grad_() for x in (X, Y, w))
+    out = weighted_procrustes(X, Y, w, scale=scale, return_valid=True)
+    R, t, valid = out[0], out[1], out[-1]
+    s = out[2] if scale else torch.ones_like(w[:, 0])
+    loss = (R * g_R).sum() + (t * g_t).sum() + ((s * g_s).sum() if scale else 0)
+    return (R, t, s, valid, *torch.autograd.grad(loss, (X, Y, w)))
+
+
+def _reference_forward_backward(X, Y, w, scale, g_R, g_t, g_s):
+    """:func:`_forward_backward` of the reference functions, called directly (not through the
+    dispatcher, where the mutation tests plant their bugs)."""
+    R, t, s, valid = weighted_procrustes_reference(X, Y, w, scale)
+    return (R, t, s, valid, *procrustes_module._reference_backward(g_R, g_t, g_s, X, Y, w, valid, scale))
+
+
+def _upstream(N, seed=7):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(N, 3, 3, generator=g, dtype=torch.float64), torch.randn(N, 3, generator=g, dtype=torch.float64),
+            torch.randn(N, generator=g, dtype=torch.float64))  # fmt: skip
+
+
+def _gap_condition(X, Y, w):
+    """s1 / (s2 + d s3) per pair, from the float64 SVD: how much a change of H turns the
+    rotation. The gradient loses float32 digits with its square (measured on the 3-point
+    pairs below: 416 -> 4e6 epsilons in g_w, 1e3 in g_X)."""
+    Xc = X - (w[..., None] * X).sum(1, keepdim=True) / w.sum(1)[:, None, None]
+    U, S, Vh = torch.linalg.svd(torch.einsum("nj,nja,njb->nab", w, Xc, Y))
+    d = torch.sign(torch.linalg.det(Vh.mT @ U.mT))
+    return S[:, 0] / (S[:, 1] + d * S[:, 2])
+
+
+WELL_CONDITIONED = 10.0  # gap condition of the pairs whose gradients are compared here
+# Float32 (float64) epsilons lost, measured over the cases and backends (largest seen: R 136,
+# t 380, s 1, g_X 113, g_Y 50, g_w 4629), about 2x. t = Ybar - s R Xbar carries R's error
+# times |Xbar| (~4000 mm, about |t|). g_w sums products of ~300 mm coordinates that cancel
+# (a common factor on all weights changes nothing: sum_j w_j g_w_j = 0), most on 3 points.
+COND = {"R": 256, "t": 768, "s": 8, "g_X": 256, "g_Y": 128, "g_w": 10000}
+
+
 # BLOCK_N = min(64, 1024 // next_pow2(J)): N around 32 for J = 17 and around 64 for
 # J = 3, J around 16 / 32 cross the tiles.
 @pytest.mark.parametrize("backend,dtype", backend_params())
 @pytest.mark.parametrize("N,J", [(1, 3), (31, 17), (33, 17), (65, 3), (200, 31), (5, 33)])
 @pytest.mark.parametrize("scale", [False, True])
-def test_matches_float64_reference(backend, dtype, N, J, scale):
+def test_matches_float64_reference_forward_and_backward(backend, dtype, N, J, scale):
     X, Y, w, *_ = _pairs(N, J, seed=N * J)
     Xd, Yd, wd = X.to(DEVICE, dtype), Y.to(DEVICE, dtype), w.to(DEVICE, dtype)
+    upstream = [g.to(DEVICE, dtype) for g in _upstream(N)]
     # The float64 solution of exactly the inputs the backend sees (rounding them moves the optimum).
-    R_ref, t_ref, s_ref, valid_ref = weighted_procrustes_reference(Xd.double(), Yd.double(), wd.double(), scale)
+    expected = _reference_forward_backward(Xd.double(), Yd.double(), wd.double(), scale,
+                                           *(g.double() for g in upstream))  # fmt: skip
     with use_backend(backend):
-        out = weighted_procrustes(Xd, Yd, wd, scale=scale, return_valid=True)
-    assert len(out) == (4 if scale else 3)
-    R, t, valid = out[0], out[1], out[-1]
-    assert valid.all() and valid_ref.all()
-    # Float32 (float64) epsilons lost in the eigen-solve, measured over the cases and backends
-    # (largest seen: R 140, t 384, s 4), about 2x; t = Ybar - s R Xbar carries R's error
-    # times |Xbar| (~4000 mm, about |t|).
-    assert_close(R, R_ref, dtype, cond=256)
-    assert_close(t, t_ref, dtype, cond=768)
-    if scale:
-        assert_close(out[2], s_ref, dtype, cond=8)
-    assert (torch.linalg.det(R.double()) - 1).abs().max() < 100 * torch.finfo(dtype).eps
+        actual = _forward_backward(Xd, Yd, wd, scale, *upstream)
+    assert actual[3].all() and expected[3].all()
+    # Gradients of the well-conditioned pairs (most of the 3-point ones, every larger one);
+    # the others' must be finite (test_near_degenerate_rows... compares them in float64).
+    compared = _gap_condition(Xd.double(), Yd.double(), wd.double()) <= WELL_CONDITIONED
+    assert compared.float().mean() > 0.5
+    names = ("R", "t", "s", "valid", "g_X", "g_Y", "g_w")
+    for name, a, e in zip(names, actual, expected, strict=True):
+        if name != "valid" and (scale or name != "s"):
+            assert a.dtype == dtype, name
+            assert torch.isfinite(a).all(), name
+            rows = compared if name.startswith("g_") else slice(None)
+            assert_close(a[rows], e[rows], dtype, cond=COND[name])
+    assert (torch.linalg.det(actual[0].double()) - 1).abs().max() < 100 * torch.finfo(dtype).eps
 
 
 @pytest.mark.parametrize("backend,dtype", backend_params())
 @pytest.mark.parametrize("output", [0, 1, 2], ids=["R", "t", "s"])
 @pytest.mark.parametrize("mutation", MUTATIONS)
 def test_the_parity_test_catches_a_wrong_result(backend, dtype, output, mutation, monkeypatch):
-    """Procrustes has no backward: the forward's outputs are what a bug would get wrong."""
-    forward = procrustes_module._IMPLEMENTATIONS[backend]
+    forward, backward = procrustes_module._IMPLEMENTATIONS[backend]
     wrong = lambda *args: mutate(forward(*args), output, mutation)  # noqa: E731
-    monkeypatch.setitem(procrustes_module._IMPLEMENTATIONS, backend, wrong)
+    monkeypatch.setitem(procrustes_module._IMPLEMENTATIONS, backend, (wrong, backward))
     with pytest.raises(AssertionError):
-        test_matches_float64_reference(backend, dtype, 31, 17, True)
+        test_matches_float64_reference_forward_and_backward(backend, dtype, 31, 17, True)
+
+
+@pytest.mark.parametrize("backend,dtype", backend_params())
+@pytest.mark.parametrize("gradient", [0, 1, 2], ids=["g_X", "g_Y", "g_w"])
+@pytest.mark.parametrize("mutation", MUTATIONS)
+def test_the_parity_test_catches_a_wrong_gradient(backend, dtype, gradient, mutation, monkeypatch):
+    assert_catches_a_wrong_gradient(procrustes_module, backend, gradient, mutation, monkeypatch,
+                                    test_matches_float64_reference_forward_and_backward, backend, dtype, 31, 17,
+                                    True)  # fmt: skip
+
+
+@pytest.mark.parametrize("scale", [False, True])
+def test_reference_backward_matches_autograd_through_the_svd(scale):
+    """The quaternion-eigenproblem backward against an independent derivation: autograd
+    through the SVD solution (defined where the singular values are distinct, as here)."""
+    X, Y, w, *_ = _pairs(20, 17, seed=14, noise=40.0)
+    upstream = _upstream(20, seed=15)
+    with use_backend("reference"):
+        ours = _forward_backward(X, Y, w, scale, *upstream)[4:]
+    X, Y, w = (x.clone().requires_grad_() for x in (X, Y, w))
+    R, t, s, _ = weighted_procrustes_reference(X, Y, w, scale)
+    loss = (R * upstream[0]).sum() + (t * upstream[1]).sum() + ((s * upstream[2]).sum() if scale else 0)
+    for a, e in zip(ours, torch.autograd.grad(loss, (X, Y, w)), strict=True):
+        torch.testing.assert_close(a, e, rtol=0, atol=1e-9 * e.abs().max().item())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("scale", [False, True])
+def test_gradcheck_float64(backend, scale):
+    X, Y, w, *_ = _pairs(3, 5, seed=16, noise=50.0)
+    X, Y, w = X / 1000, Y / 1000, w + 0.5  # metres: finite differences of a well-scaled function
+    inputs = tuple(x.to(DEVICE).requires_grad_() for x in (X, Y, w))
+    # The interpreter takes ~0.2 s a launch: fast mode checks a random projection of the
+    # Jacobian with a few launches instead of two per input element.
+    fast = backend == "triton" and triton_interpreted()
+    with use_backend(backend):
+        assert weighted_procrustes(*inputs, return_valid=True)[-1].all()
+        assert torch.autograd.gradcheck(lambda *a: weighted_procrustes(*a, scale=scale), inputs, fast_mode=fast)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_near_degenerate_rows_have_finite_gradients_and_invalid_rows_none(backend):
+    g = torch.Generator().manual_seed(17)
+    X = torch.randn(8, 6, 3, generator=g, dtype=torch.float64)
+    w = torch.ones(8, 6, dtype=torch.float64)
+    line = torch.linspace(-1, 1, 6, dtype=torch.float64)[:, None] * torch.tensor([1.0, 2.0, -0.5], dtype=torch.float64)
+    X[0] = line  # exactly collinear: the rotation about the line is undetermined
+    X[1] = line + 1e-2 * torch.randn(6, 3, generator=g, dtype=torch.float64)  # nearly collinear: gap ~ 3e-5 s1
+    X[2] = X[2, :1].expand(6, 3)  # coincident
+    w[3] = 0.0  # no weight
+    w[4, 2:] = 0.0  # two weighted points
+    Y = X @ _rotations(1, 5)[0].T + 0.5 + 1e-3 * torch.randn(8, 6, 3, generator=g, dtype=torch.float64)
+    X[5, 2, 0] = math.nan  # NaN
+    Y[6, 1, 1] = math.inf  # inf
+    # row 7 is a normal pair
+    upstream = _upstream(8, seed=18)
+    with use_backend(backend):
+        R, t, s, valid, g_X, g_Y, g_w = _forward_backward(X.to(DEVICE), Y.to(DEVICE), w.to(DEVICE), True,
+                                                          *(u.to(DEVICE) for u in upstream))  # fmt: skip
+    expected = _reference_forward_backward(X[[1, 7]], Y[[1, 7]], w[[1, 7]], True, *(u[[1, 7]] for u in upstream))
+    assert valid.tolist() == [False, True, False, False, False, False, False, True]
+    for g_ in (g_X, g_Y, g_w):
+        assert torch.isfinite(g_).all()
+        assert (g_[~valid] == 0).all()
+    # The nearly collinear row's gradient is large (the rotation swings about the line), and
+    # the reference's to the float64 digits that a gap condition of ~3e4, squared, leaves.
+    assert g_X[1].abs().max() > 10 * g_X[7].abs().max()
+    for a, e in zip((g_X, g_Y, g_w), expected[4:], strict=True):
+        for row in (0, 1):
+            torch.testing.assert_close(a[valid][row].cpu(), e[row], rtol=0, atol=1e-5 * e[row].abs().max().item())
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -211,12 +335,16 @@ def test_non_contiguous_inputs(backend):
     torch.testing.assert_close(s.cpu(), s_ref)
 
 
-def test_outputs_carry_no_gradient():
+def test_outputs_carry_a_gradient_only_from_inputs_that_require_one():
     X, Y, w, *_ = _pairs(3, 17)
-    X.requires_grad_()
     R, t, s = weighted_procrustes(X, Y, w, scale=True)
     assert not (R.requires_grad or t.requires_grad or s.requires_grad)
-    # ...while the aligned pose stays differentiable in X, as the loss L_MC needs.
+    X.requires_grad_()
+    R, t, s, valid = weighted_procrustes(X, Y, w, scale=True, return_valid=True)
+    assert R.requires_grad and t.requires_grad and s.requires_grad and not valid.requires_grad
+    # Detached inputs (the paper's stopped gradient, as losses.multiview_loss does): the
+    # aligned pose stays differentiable in X through the pose alone.
+    R, t, s = weighted_procrustes(X.detach(), Y, w, scale=True)
     _apply(R, t, s, X).sum().backward()
     assert X.grad is not None
 
@@ -245,16 +373,23 @@ def test_opcheck(backend):
     X, Y, w, *_ = _pairs(9, 17)
     with use_backend(backend):
         for scale in (False, True):
+            args = [x.to(DEVICE).float() for x in (X, Y, w)]
+            # Inputs that require grad: opcheck then also checks the autograd registration.
             torch.library.opcheck(torch.ops.ws3d.weighted_procrustes.default,
-                                  (X.to(DEVICE).float(), Y.to(DEVICE).float(), w.to(DEVICE).float(), scale))
+                                  (*(x.clone().requires_grad_() for x in args), scale))
+            valid = weighted_procrustes(*args, return_valid=True)[-1]
+            upstream = [u.to(DEVICE).float() for u in _upstream(9)]
+            torch.library.opcheck(torch.ops.ws3d.weighted_procrustes_backward.default,
+                                  (*upstream, *args, valid, scale))
 
 
 def test_torch_compile_fullgraph_matches_eager():
+    # float64: inductor reorders the loss's sums, and in float32 the cancelling g_w (see COND)
+    # turns that reordering into 2e-5 relative differences.
     X, Y, w, *_ = _pairs(16, 17, seed=13)
-    X, Y, w = X.float(), Y.float(), w.float()
 
     def aligned_l1(X, Y, w):
         R, t, s = weighted_procrustes(X, Y, w, scale=True)
         return (w[..., None] * (_apply(R, t, s, X) - Y).abs()).sum()
 
-    assert_compile_matches_eager(aligned_l1, [X, Y, w], grad_inputs=[0])
+    assert_compile_matches_eager(aligned_l1, [X, Y, w], grad_inputs=[0, 1, 2])

@@ -126,6 +126,21 @@ void procrustes(const at::Tensor& X, const at::Tensor& Y, const at::Tensor& w, b
   });
 }
 
+void procrustes_backward(const at::Tensor& X, const at::Tensor& Y, const at::Tensor& w, const at::Tensor& valid,
+                         const at::Tensor& g_R, const at::Tensor& g_t, const at::Tensor& g_s, bool scale,
+                         at::Tensor& g_X, at::Tensor& g_Y, at::Tensor& g_w) {
+  check_contiguous({{&X, "X"}, {&Y, "Y"}, {&w, "w"}, {&g_R, "grad_R"}, {&g_t, "grad_t"}, {&g_s, "grad_s"},
+                    {&g_X, "g_X"}, {&g_Y, "g_Y"}, {&g_w, "g_w"}}, X);
+  TORCH_CHECK(valid.is_contiguous() && valid.scalar_type() == at::kBool, "ws3d native: valid must be contiguous bool");
+  const int64_t N = w.size(0), J = w.size(1);
+  WS3D_DISPATCH(X, {
+    WS3D_LAUNCH(X, procrustes_backward,
+                X.data_ptr<scalar_t>(), Y.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), valid.data_ptr<bool>(),
+                g_R.data_ptr<scalar_t>(), g_t.data_ptr<scalar_t>(), g_s.data_ptr<scalar_t>(), N, J, scale,
+                g_X.data_ptr<scalar_t>(), g_Y.data_ptr<scalar_t>(), g_w.data_ptr<scalar_t>());
+  });
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -140,4 +155,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("reconstruct_forward", &reconstruct_forward);
   m.def("reconstruct_backward", &reconstruct_backward);
   m.def("procrustes", &procrustes);
+  m.def("procrustes_backward", &procrustes_backward);
 }

@@ -31,6 +31,10 @@ template <typename T>
 void procrustes_cpu(const T* X, const T* Y, const T* w, int64_t N, int64_t J, bool scale, T* R, T* t, T* s,
                     bool* valid);
 
+template <typename T>
+void procrustes_backward_cpu(const T* X, const T* Y, const T* w, const bool* valid, const T* gR, const T* gt,
+                             const T* gs, int64_t N, int64_t J, bool scale, T* gX, T* gY, T* gw);
+
 #ifdef WS3D_WITH_CUDA
 template <typename T>
 void softargmax_forward_cuda(const T* h, const T* d, int64_t B, int64_t J, int64_t H, int64_t W, int64_t h_sb,
@@ -53,6 +57,10 @@ void reconstruct_backward_cuda(const T* g_P, const T* g_root, const T* uv, const
 template <typename T>
 void procrustes_cuda(const T* X, const T* Y, const T* w, int64_t N, int64_t J, bool scale, T* R, T* t, T* s,
                      bool* valid, void* stream);
+
+template <typename T>
+void procrustes_backward_cuda(const T* X, const T* Y, const T* w, const bool* valid, const T* gR, const T* gt,
+                              const T* gs, int64_t N, int64_t J, bool scale, T* gX, T* gY, T* gw, void* stream);
 #endif
 
 }  // namespace ws3d

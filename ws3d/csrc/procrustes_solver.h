@@ -84,28 +84,56 @@ WS3D_UNROLL
   }
 }
 
-// The proper rotation R (row-major) maximising trace(R H^T)... i.e. aligning X onto Y,
-// with N's largest and second-largest eigenvalues (in units of h_scale = max |H|).
+// Horn's symmetric 4x4 of a 3x3 H: q^T N(H) q = trace(R(q) H) for a unit quaternion
+// q = (w, x, y, z), so its top eigenvector is the rotation maximising trace(R H).
 template <typename T>
-WS3D_HD void horn_rotation(const T (&H_in)[3][3], T (&R)[9], T& top, T& second, T& h_scale) {
+WS3D_HD void horn_matrix(const T (&h)[3][3], T (&N)[4][4]) {
+  N[0][0] = h[0][0] + h[1][1] + h[2][2];
+  N[1][1] = h[0][0] - h[1][1] - h[2][2];
+  N[2][2] = h[1][1] - h[0][0] - h[2][2];
+  N[3][3] = h[2][2] - h[0][0] - h[1][1];
+  N[0][1] = N[1][0] = h[1][2] - h[2][1];
+  N[0][2] = N[2][0] = h[2][0] - h[0][2];
+  N[0][3] = N[3][0] = h[0][1] - h[1][0];
+  N[1][2] = N[2][1] = h[0][1] + h[1][0];
+  N[1][3] = N[3][1] = h[2][0] + h[0][2];
+  N[2][3] = N[3][2] = h[1][2] + h[2][1];
+}
+
+// The symmetric bilinear form B(a, q) whose diagonal B(q, q) is the rotation matrix of the
+// unit quaternion q (row-major): R_cd(q) = q^T A_cd q and B_cd(a, q) = a^T A_cd q.
+template <typename T>
+WS3D_HD void quaternion_bilinear(const T (&a)[4], const T (&q)[4], T (&B)[9]) {
+  const T xy = a[1] * q[2] + a[2] * q[1], xz = a[1] * q[3] + a[3] * q[1], yz = a[2] * q[3] + a[3] * q[2];
+  const T wx = a[0] * q[1] + a[1] * q[0], wy = a[0] * q[2] + a[2] * q[0], wz = a[0] * q[3] + a[3] * q[0];
+  const T ww = a[0] * q[0], xx = a[1] * q[1], yy = a[2] * q[2], zz = a[3] * q[3];
+  B[0] = ww + xx - yy - zz, B[1] = xy - wz, B[2] = xz + wy;
+  B[3] = xy + wz, B[4] = ww - xx + yy - zz, B[5] = yz - wx;
+  B[6] = xz - wy, B[7] = yz + wx, B[8] = ww - xx - yy + zz;
+}
+
+// All eigenpairs of N(H / h_scale), h_scale = max |H| (a scale-free eigenproblem): the
+// eigenvalues on the diagonal of N, the eigenvectors in the columns of V. Then the largest
+// and second-largest eigenvalue and the unit top eigenvector q, by selects over constant
+// indices (a run-time index would push N and V out of registers).
+template <typename T>
+WS3D_HD void horn_eigen(const T (&H)[3][3], T (&N)[4][4], T (&V)[4][4], T& h_scale, T& top, T& second,
+                        T (&q)[4]) {
   T h_max = T(0);
 WS3D_UNROLL
   for (int a = 0; a < 3; ++a)
 WS3D_UNROLL
-    for (int b = 0; b < 3; ++b) h_max = fabs(H_in[a][b]) > h_max ? fabs(H_in[a][b]) : h_max;
-  h_scale = h_max > T(0) ? h_max : T(1);  // normalise: a scale-free eigenproblem
+    for (int b = 0; b < 3; ++b) h_max = fabs(H[a][b]) > h_max ? fabs(H[a][b]) : h_max;
+  h_scale = h_max > T(0) ? h_max : T(1);
   const T r = T(1) / h_scale;
-  const T h00 = H_in[0][0] * r, h01 = H_in[0][1] * r, h02 = H_in[0][2] * r;
-  const T h10 = H_in[1][0] * r, h11 = H_in[1][1] * r, h12 = H_in[1][2] * r;
-  const T h20 = H_in[2][0] * r, h21 = H_in[2][1] * r, h22 = H_in[2][2] * r;
-  // Horn's symmetric 4x4; its top eigenvector is the quaternion (w, x, y, z) of R.
-  T N[4][4] = {
-      {h00 + h11 + h22, h12 - h21, h20 - h02, h01 - h10},
-      {h12 - h21, h00 - h11 - h22, h01 + h10, h20 + h02},
-      {h20 - h02, h01 + h10, h11 - h00 - h22, h12 + h21},
-      {h01 - h10, h20 + h02, h12 + h21, h22 - h00 - h11},
-  };
-  T V[4][4] = {{1, 0, 0, 0}, {0, 1, 0, 0}, {0, 0, 1, 0}, {0, 0, 0, 1}};
+  const T h[3][3] = {{H[0][0] * r, H[0][1] * r, H[0][2] * r},
+                     {H[1][0] * r, H[1][1] * r, H[1][2] * r},
+                     {H[2][0] * r, H[2][1] * r, H[2][2] * r}};
+  horn_matrix(h, N);
+WS3D_UNROLL
+  for (int i = 0; i < 4; ++i)
+WS3D_UNROLL
+    for (int k = 0; k < 4; ++k) V[i][k] = i == k ? T(1) : T(0);
 WS3D_UNROLL
   for (int sweep = 0; sweep < kJacobiSweeps; ++sweep) {
     jacobi_rotate(N, V, 0, 1);
@@ -115,11 +143,10 @@ WS3D_UNROLL
     jacobi_rotate(N, V, 1, 3);
     jacobi_rotate(N, V, 2, 3);
   }
-  // Largest and second-largest eigenvalue, and the top eigenvector, by selects over
-  // constant indices (a run-time index would push N and V out of registers).
   top = N[0][0];
   second = T(-INFINITY);
-  T q[4] = {V[0][0], V[1][0], V[2][0], V[3][0]};
+WS3D_UNROLL
+  for (int i = 0; i < 4; ++i) q[i] = V[i][0];
 WS3D_UNROLL
   for (int c = 1; c < 4; ++c) {
     const T lam = N[c][c];
@@ -130,10 +157,17 @@ WS3D_UNROLL
     for (int i = 0; i < 4; ++i) q[i] = better ? V[i][c] : q[i];
   }
   const T inv_norm = T(1) / sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]);
-  const T qw = q[0] * inv_norm, qx = q[1] * inv_norm, qy = q[2] * inv_norm, qz = q[3] * inv_norm;
-  R[0] = 1 - 2 * (qy * qy + qz * qz), R[1] = 2 * (qx * qy - qw * qz), R[2] = 2 * (qx * qz + qw * qy);
-  R[3] = 2 * (qx * qy + qw * qz), R[4] = 1 - 2 * (qx * qx + qz * qz), R[5] = 2 * (qy * qz - qw * qx);
-  R[6] = 2 * (qx * qz - qw * qy), R[7] = 2 * (qy * qz + qw * qx), R[8] = 1 - 2 * (qx * qx + qy * qy);
+WS3D_UNROLL
+  for (int i = 0; i < 4; ++i) q[i] *= inv_norm;
+}
+
+// The proper rotation R (row-major) taking X onto Y, with N's largest and second-largest
+// eigenvalues (in units of h_scale).
+template <typename T>
+WS3D_HD void horn_rotation(const T (&H)[3][3], T (&R)[9], T& top, T& second, T& h_scale) {
+  T N[4][4], V[4][4], q[4];
+  horn_eigen(H, N, V, h_scale, top, second, q);
+  quaternion_bilinear(q, q, R);
 }
 
 // Validity, scale and translation; invalid rows get R = I and s = 1.
@@ -161,6 +195,86 @@ WS3D_HD void procrustes_pair(const T* X, const T* Y, const T* w, int64_t J, bool
   T R_opt[9], top, second, h_scale;
   horn_rotation(c.H, R_opt, top, second, h_scale);
   finish_pair(c, R_opt, top, second, h_scale, scale, R, t, s, valid);
+}
+
+// The backward, in the same three steps as the forward (so that the CPU kernel can run
+// the eigen-solve SIMD across pairs); the derivation is in ws3d/ops/procrustes.py
+// (_reference_backward). Step 2: from the gradients on R (row-major 9), t (3) and s, the
+// gradients on H (gH[3 * b + a] is the one on H[a][b]), on var and on Xbar, with the
+// eigenproblem solved again. (Array references, not pointers: with pointers GCC does not
+// vectorise the CPU kernel's loop over pairs.)
+template <typename T>
+WS3D_HD void pair_moment_gradients(const T (&H)[3][3], const T (&xb)[3], T var, bool scale, const T (&gR)[9],
+                                   const T (&gt)[3], T gs, T (&gH)[9], T& g_var, T (&g_xb)[3]) {
+  T N[4][4], V[4][4], q[4], h_scale, top, second, R[9];
+  horn_eigen(H, N, V, h_scale, top, second, q);
+  quaternion_bilinear(q, q, R);
+  const bool use_s = scale && var > T(0);
+  const T s = use_s ? top * h_scale / var : T(1);
+  // t = Ybar - s R Xbar, then s = lam0 / var.
+  T G[3][3], g_s = gs;  // G holds the gradient on R transposed
+WS3D_UNROLL
+  for (int a = 0; a < 3; ++a) {
+    g_xb[a] = -s * (R[a] * gt[0] + R[3 + a] * gt[1] + R[6 + a] * gt[2]);
+    g_s -= gt[a] * (R[3 * a] * xb[0] + R[3 * a + 1] * xb[1] + R[3 * a + 2] * xb[2]);
+WS3D_UNROLL
+    for (int b = 0; b < 3; ++b) G[b][a] = gR[3 * a + b] - s * gt[a] * xb[b];
+  }
+  const T g_lam = use_s ? g_s / var : T(0);
+  g_var = use_s ? -g_s * s / var : T(0);
+  // The eigenproblem: g_q = 2 N(G^T) q, then a = g_lam q + sum_k v_k (v_k . g_q) / (lam0 - lam_k).
+  T NG[4][4], g_q[4], a[4];
+  horn_matrix(G, NG);
+WS3D_UNROLL
+  for (int i = 0; i < 4; ++i) {
+    g_q[i] = T(2) * (NG[i][0] * q[0] + NG[i][1] * q[1] + NG[i][2] * q[2] + NG[i][3] * q[3]);
+    a[i] = g_lam * q[i];
+  }
+WS3D_UNROLL
+  for (int k = 0; k < 4; ++k) {
+    const T gap = (top - N[k][k]) * h_scale;  // 0 for the top pair itself
+    const T along = (V[0][k] * g_q[0] + V[1][k] * g_q[1] + V[2][k] * g_q[2] + V[3][k] * g_q[3]) /
+                    (gap > T(0) ? gap : T(1));
+WS3D_UNROLL
+    for (int i = 0; i < 4; ++i) a[i] += gap > T(0) ? along * V[i][k] : T(0);
+  }
+  quaternion_bilinear(a, q, gH);  // B(a, q) is the gradient on H transposed
+}
+
+// Step 3: the gradients on the pair's points and weights. H = sum_j w_j Xc_j Yc_j^T and
+// var = sum_j w_j |Xc_j|^2; the centroids' own terms vanish (sum_j w_j Xc_j = 0). An
+// invalid pair passes no gradient.
+template <typename T>
+WS3D_HD void scatter_pair_gradients(const T* X, const T* Y, const T* w, int64_t J, const CrossCovariance<T>& c,
+                                    bool valid, const T (&gH)[9], T g_var, const T (&g_xb)[3], const T* gt, T* gX,
+                                    T* gY, T* gw) {
+  const T inv_total = T(1) / (c.total > T(0) ? c.total : T(1));
+  for (int64_t j = 0; j < J; ++j) {
+    const T x[3] = {X[3 * j] - c.xb[0], X[3 * j + 1] - c.xb[1], X[3 * j + 2] - c.xb[2]};
+    const T y[3] = {Y[3 * j] - c.yb[0], Y[3 * j + 1] - c.yb[1], Y[3 * j + 2] - c.yb[2]};
+    T dw = T(0);
+WS3D_UNROLL
+    for (int i = 0; i < 3; ++i) {
+      const T Hy = gH[i] * y[0] + gH[3 + i] * y[1] + gH[6 + i] * y[2];              // (gH y)_i
+      const T Htx = gH[3 * i] * x[0] + gH[3 * i + 1] * x[1] + gH[3 * i + 2] * x[2];  // (gH^T x)_i
+      gX[3 * j + i] = valid ? w[j] * (Hy + T(2) * g_var * x[i] + g_xb[i] * inv_total) : T(0);
+      gY[3 * j + i] = valid ? w[j] * (Htx + gt[i] * inv_total) : T(0);
+      dw += x[i] * Hy + g_var * x[i] * x[i] + (g_xb[i] * x[i] + gt[i] * y[i]) * inv_total;
+    }
+    gw[j] = valid ? dw : T(0);
+  }
+}
+
+template <typename T>
+WS3D_HD void procrustes_backward_pair(const T* X, const T* Y, const T* w, int64_t J, bool scale, bool valid,
+                                      const T* gR, const T* gt, T gs, T* gX, T* gY, T* gw) {
+  CrossCovariance<T> c;
+  cross_covariance(X, Y, w, J, c);
+  T g_R[9], g_t[3], gH[9], g_var, g_xb[3];
+  for (int k = 0; k < 9; ++k) g_R[k] = gR[k];
+  for (int a = 0; a < 3; ++a) g_t[a] = gt[a];
+  pair_moment_gradients(c.H, c.xb, c.var, scale, g_R, g_t, gs, gH, g_var, g_xb);
+  scatter_pair_gradients(X, Y, w, J, c, valid, gH, g_var, g_xb, gt, gX, gY, gw);
 }
 
 }  // namespace ws3d

@@ -5,7 +5,8 @@
 * :func:`weighted_procrustes` - batched weighted rigid / similarity alignment
 
 Each has a pure-PyTorch ``*_reference`` twin (the tests' ground truth). Backends:
-Triton on CUDA, the reference on CPU; ``WS3D_BACKEND`` or :func:`use_backend` forces one.
+Triton on CUDA, the native C++ kernels of ws3d/csrc/ on CPU (the reference where they
+cannot be built); ``WS3D_BACKEND`` or :func:`use_backend` forces one.
 """
 
 from ._backend import BACKENDS, select_backend, use_backend

@@ -20,8 +20,16 @@ coincident points, fewer than three points with weight), where every weight is 0
 where a row holds NaN or inf. Every invalid row gets the same defined result on every
 backend: R = I, s = 1 and t = Ybar - Xbar (t = 0 for a row with NaN or inf). Without
 that rule, rounding noise left by centring coincident points would pick an arbitrary
-rotation. R, t and s carry no gradient: the paper stops it, and the loss applies them
-to differentiable poses.
+rotation.
+
+R, t and s are differentiable in X, Y and w. The backward solves the same eigenproblem
+again and differentiates it (``_reference_backward`` derives it): the top eigenvector
+moves by sum_k v_k v_k^T dN q / (lam0 - lam_k), so its gradient is finite wherever the
+row is valid (the smallest gap lam0 - lam_1 is the one ``valid`` tests), and an invalid
+row passes no gradient, never a NaN. Near the threshold the gradient is large (it grows
+like 1 / gap) and, in float32, loses digits with the square of s1 / gap. The paper stops
+the gradient at R, t: ws3d's L_MC detaches the poses it fits them to unless
+``loss.procrustes_grad`` is set.
 """
 
 from __future__ import annotations
@@ -55,6 +63,23 @@ def _finite_rows(X: Tensor, Y: Tensor, w: Tensor) -> Tensor:
     return torch.isfinite(X).all(-1).all(-1) & torch.isfinite(Y).all(-1).all(-1) & torch.isfinite(w).all(-1)
 
 
+def _moments(X: Tensor, Y: Tensor, w: Tensor, keep: Tensor):
+    """The weighted centroids and centred moments of the (N,) rows in ``keep`` (the others
+    zeroed), in the accumulation dtype: w, total, Xbar, Ybar, Xc, Yc, H and var."""
+    acc = accumulation_dtype(X.dtype)
+    X = torch.where(keep[:, None, None], X.to(acc), 0.0)
+    Y = torch.where(keep[:, None, None], Y.to(acc), 0.0)
+    w = torch.where(keep[:, None], w.to(acc), 0.0)
+    total = w.sum(-1)
+    total_safe = torch.where(total > 0, total, 1.0)
+    X_bar = (w[..., None] * X).sum(1) / total_safe[:, None]
+    Y_bar = (w[..., None] * Y).sum(1) / total_safe[:, None]
+    Xc, Yc = X - X_bar[:, None], Y - Y_bar[:, None]
+    H = torch.einsum("nj,nja,njb->nab", w, Xc, Yc)
+    var = (w * (Xc * Xc).sum(-1)).sum(-1)
+    return w, total, X_bar, Y_bar, Xc, Yc, H, var
+
+
 def weighted_procrustes_reference(
     X: Tensor, Y: Tensor, w: Tensor, scale: bool = False
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -70,16 +95,7 @@ def weighted_procrustes_reference(
     """
     dtype, acc = X.dtype, accumulation_dtype(X.dtype)
     finite = _finite_rows(X, Y, w)
-    keep = finite[:, None]
-    X = torch.where(keep[..., None], X.to(acc), 0.0)
-    Y = torch.where(keep[..., None], Y.to(acc), 0.0)
-    w = torch.where(keep, w.to(acc), 0.0)
-    total = w.sum(-1)
-    total_safe = torch.where(total > 0, total, 1.0)
-    X_bar = (w[..., None] * X).sum(1) / total_safe[:, None]
-    Y_bar = (w[..., None] * Y).sum(1) / total_safe[:, None]
-    Xc, Yc = X - X_bar[:, None], Y - Y_bar[:, None]
-    H = torch.einsum("nj,nja,njb->nab", w, Xc, Yc)
+    w, total, X_bar, Y_bar, Xc, Yc, H, var = _moments(X, Y, w, finite)
     U, S, Vh = torch.linalg.svd(H)
     V = Vh.transpose(-1, -2)
     d = torch.where(torch.linalg.det(V @ U.transpose(-1, -2)) < 0, -1.0, 1.0).to(acc)
@@ -89,11 +105,87 @@ def weighted_procrustes_reference(
     R = torch.where(valid[:, None, None], V @ D @ U.transpose(-1, -2), eye)
     s = torch.ones_like(total)
     if scale:
-        var = (w * (Xc * Xc).sum(-1)).sum(-1)
         trace = S[:, 0] + S[:, 1] + d * S[:, 2]
         s = torch.where(valid & (var > 0), trace / torch.where(var > 0, var, 1.0), s)
     t = Y_bar - s[:, None] * (R @ X_bar[..., None]).squeeze(-1)
     return R.to(dtype), t.to(dtype), s.to(dtype), valid
+
+
+def _horn_matrix(H: Tensor) -> Tensor:
+    """Horn's symmetric (N, 4, 4) matrix of (N, 3, 3) H: q^T N(H) q = trace(R(q) H) for a unit
+    quaternion q = (w, x, y, z), so N's top eigenvector is the rotation maximising trace(R H)."""
+    h = H.unbind(-1)
+    (h00, h10, h20), (h01, h11, h21), (h02, h12, h22) = (c.unbind(-1) for c in h)
+    rows = [
+        [h00 + h11 + h22, h12 - h21, h20 - h02, h01 - h10],
+        [h12 - h21, h00 - h11 - h22, h01 + h10, h20 + h02],
+        [h20 - h02, h01 + h10, h11 - h00 - h22, h12 + h21],
+        [h01 - h10, h20 + h02, h12 + h21, h22 - h00 - h11],
+    ]
+    return torch.stack([torch.stack(r, -1) for r in rows], -2)
+
+
+def _quaternion_bilinear(a: Tensor, q: Tensor) -> Tensor:
+    """The symmetric bilinear form B(a, q) (N, 3, 3) whose diagonal B(q, q) is the rotation
+    matrix of the unit quaternion q (N, 4): R_cd(q) = q^T A_cd q, B_cd(a, q) = a^T A_cd q."""
+    aw, ax, ay, az = a.unbind(-1)
+    qw, qx, qy, qz = q.unbind(-1)
+    xy, xz, yz = ax * qy + ay * qx, ax * qz + az * qx, ay * qz + az * qy
+    wx, wy, wz = aw * qx + ax * qw, aw * qy + ay * qw, aw * qz + az * qw
+    ww, xx, yy, zz = aw * qw, ax * qx, ay * qy, az * qz
+    rows = [
+        [ww + xx - yy - zz, xy - wz, xz + wy],
+        [xy + wz, ww - xx + yy - zz, yz - wx],
+        [xz - wy, yz + wx, ww - xx - yy + zz],
+    ]
+    return torch.stack([torch.stack(r, -1) for r in rows], -2)
+
+
+def _reference_backward(grad_R: Tensor, grad_t: Tensor, grad_s: Tensor, X: Tensor, Y: Tensor, w: Tensor,
+                        valid: Tensor, scale: bool) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    """Gradients of (R, t, s) with respect to (X, Y, w), from the quaternion eigenproblem.
+
+    R = R(q) with q the top eigenvector of N(H) (eigenvalue lam0 = trace(R H)), s = lam0 / var,
+    t = Ybar - s R Xbar. With (lam_k, v_k) N's other eigenpairs, first-order perturbation gives
+    d lam0 = q^T dN q and dq = sum_k v_k v_k^T dN q / (lam0 - lam_k); dN is linear in dH, so the
+    gradient on H is B(a, q)^T with a = g_lam q + sum_k v_k (v_k . g_q) / (lam0 - lam_k), where
+    g_q = 2 N(G^T) q is the gradient on q of trace(R(q) G^T) (``_quaternion_bilinear``).
+    The smallest gap lam0 - lam_1 = 2 (s2 + d s3) is what ``valid`` tests, so a valid row's
+    gradient is finite; an invalid row passes no gradient.
+    """
+    dtype, acc = X.dtype, accumulation_dtype(X.dtype)
+    keep = valid[:, None]
+    w, total, X_bar, Y_bar, Xc, Yc, H, var = _moments(X, Y, w, valid)
+    total_safe = torch.where(total > 0, total, 1.0)
+    gR, gt, gs = grad_R.to(acc), grad_t.to(acc), grad_s.to(acc)
+    lam, V = torch.linalg.eigh(_horn_matrix(H))  # ascending: the top pair is the last
+    q, lam0 = V[..., -1], lam[..., -1]
+    R = _quaternion_bilinear(q, q)
+    use_s = valid & (var > 0) if scale else torch.zeros_like(valid)
+    var_safe = torch.where(use_s, var, 1.0)
+    s = torch.where(use_s, lam0 / var_safe, 1.0)
+    R_X_bar = (R @ X_bar[..., None]).squeeze(-1)
+    # t = Ybar - s R Xbar, then s = lam0 / var.
+    G = gR - s[:, None, None] * gt[:, :, None] * X_bar[:, None, :]
+    g_X_bar = -s[:, None] * (R.mT @ gt[..., None]).squeeze(-1)
+    g_s = gs - (gt * R_X_bar).sum(-1)
+    g_lam = torch.where(use_s, g_s / var_safe, 0.0)
+    g_var = torch.where(use_s, -g_s * s / var_safe, 0.0)
+    # The eigenproblem: q and lam0 as functions of H.
+    g_q = 2 * (_horn_matrix(G.mT) @ q[..., None]).squeeze(-1)
+    gap = lam0[:, None] - lam
+    along = torch.where(gap > 0, (V.mT @ g_q[..., None]).squeeze(-1) / torch.where(gap > 0, gap, 1.0), 0.0)
+    a = g_lam[:, None] * q + (V @ along[..., None]).squeeze(-1)
+    g_H = _quaternion_bilinear(a, q).mT
+    # H = sum_j w_j Xc_j Yc_j^T and var = sum_j w_j |Xc_j|^2; the centroids' own terms vanish
+    # (sum_j w_j Xc_j = 0), leaving only their direct use in t.
+    wj = w[..., None]
+    g_X = wj * (Yc @ g_H.mT + 2 * g_var[:, None, None] * Xc + (g_X_bar / total_safe[:, None])[:, None])
+    g_Y = wj * (Xc @ g_H + (gt / total_safe[:, None])[:, None])
+    g_w = (((Xc @ g_H) * Yc).sum(-1) + g_var[:, None] * (Xc * Xc).sum(-1)
+           + ((Xc * g_X_bar[:, None]).sum(-1) + (Yc * gt[:, None]).sum(-1)) / total_safe[:, None])
+    return (torch.where(keep[..., None], g_X, 0.0).to(dtype), torch.where(keep[..., None], g_Y, 0.0).to(dtype),
+            torch.where(keep, g_w, 0.0).to(dtype))
 
 
 # ------------------------------------------------------------------------------ triton
@@ -131,12 +223,28 @@ if HAS_TRITON:
                 tl.where(better, c2, qy), tl.where(better, c3, qz))
 
     @triton.jit
-    def _procrustes_kernel(
-        X_ptr, Y_ptr, w_ptr, R_ptr, t_ptr, s_ptr, valid_ptr, N, J,
-        X_sn, X_sj, X_sc, Y_sn, Y_sj, Y_sc, w_sn, w_sj,
-        SCALE: tl.constexpr, ACC: tl.constexpr, REL_TOL: tl.constexpr, SWEEPS: tl.constexpr,
-        BLOCK_N: tl.constexpr, BLOCK_J: tl.constexpr,
-    ):
+    def _horn_entries(h00, h01, h02, h10, h11, h12, h20, h21, h22):
+        """The 10 entries (n00, n01, n02, n03, n11, n12, n13, n22, n23, n33) of Horn's
+        symmetric 4x4: q^T N(H) q = trace(R(q) H), see ``_horn_matrix`` above."""
+        return (h00 + h11 + h22, h12 - h21, h20 - h02, h01 - h10, h00 - h11 - h22, h01 + h10, h20 + h02,
+                h11 - h00 - h22, h12 + h21, h22 - h00 - h11)
+
+    @triton.jit
+    def _bilinear_entries(aw, ax, ay, az, qw, qx, qy, qz):
+        """B(a, q) row-major, see ``_quaternion_bilinear`` above; B(q, q) = R(q)."""
+        xy, xz, yz = ax * qy + ay * qx, ax * qz + az * qx, ay * qz + az * qy
+        wx, wy, wz = aw * qx + ax * qw, aw * qy + ay * qw, aw * qz + az * qw
+        ww, xx, yy, zz = aw * qw, ax * qx, ay * qy, az * qz
+        return (ww + xx - yy - zz, xy - wz, xz + wy,
+                xy + wz, ww - xx + yy - zz, yz - wx,
+                xz - wy, yz + wx, ww - xx - yy + zz)
+
+    @triton.jit
+    def _centred_tiles(X_ptr, Y_ptr, w_ptr, N, J, X_sn, X_sj, X_sc, Y_sn, Y_sj, Y_sc, w_sn, w_sj,
+                       ACC: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_J: tl.constexpr):  # fmt: skip
+        """Loads this program's (BLOCK_N, BLOCK_J) tile of pairs, zeroes rows with NaN or inf
+        (they then take the all-weights-zero path), and centres X and Y on their weighted
+        centroids. Also returns the tile's row indices and masks."""
         rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
         joints = tl.arange(0, BLOCK_J)
         row_ok = rows < N
@@ -151,15 +259,12 @@ if HAS_TRITON:
         y1 = tl.load(Y_at + Y_sc, mask=tile_ok, other=0.0).to(ACC)
         y2 = tl.load(Y_at + 2 * Y_sc, mask=tile_ok, other=0.0).to(ACC)
         w = tl.load(w_ptr + rows64[:, None] * w_sn + joints[None, :] * w_sj, mask=tile_ok, other=0.0).to(ACC)
-
-        # A row with NaN or inf is zeroed: it then takes the all-weights-zero path.
         probe = x0 + x1 + x2 + y0 + y1 + y2 + w
         finite = tl.sum(tl.where(probe - probe == 0, 0, 1), 1) == 0
         keep = finite[:, None]
         x0, x1, x2 = tl.where(keep, x0, 0.0), tl.where(keep, x1, 0.0), tl.where(keep, x2, 0.0)
         y0, y1, y2 = tl.where(keep, y0, 0.0), tl.where(keep, y1, 0.0), tl.where(keep, y2, 0.0)
         w = tl.where(keep, w, 0.0)
-
         total = tl.sum(w, 1)
         inv_total = 1.0 / tl.where(total > 0, total, 1.0)
         xb0, xb1, xb2 = tl.sum(w * x0, 1) * inv_total, tl.sum(w * x1, 1) * inv_total, tl.sum(w * x2, 1) * inv_total
@@ -168,35 +273,29 @@ if HAS_TRITON:
         # poses far from the origin (camera coordinates in millimetres).
         x0, x1, x2 = x0 - xb0[:, None], x1 - xb1[:, None], x2 - xb2[:, None]
         y0, y1, y2 = y0 - yb0[:, None], y1 - yb1[:, None], y2 - yb2[:, None]
+        return (rows64, joints, row_ok, tile_ok, x0, x1, x2, y0, y1, y2, w, xb0, xb1, xb2, yb0, yb1, yb2, total,
+                inv_total, finite)
+
+    @triton.jit
+    def _horn_eigen(x0, x1, x2, y0, y1, y2, w, SWEEPS: tl.constexpr):
+        """H = sum_j w_j Xc_j Yc_j^T and var = sum_j w_j |Xc_j|^2 of centred tiles, then every
+        eigenpair of N(H / h_scale) (h_scale = max |H|: a scale-free eigenproblem, no overflow
+        for huge inputs) by cyclic Jacobi sweeps: eigenvalues n00..n33, eigenvectors in the
+        columns of V. Also the largest and second-largest eigenvalue and the unit top q."""
         wx0, wx1, wx2 = w * x0, w * x1, w * x2
         h00, h01, h02 = tl.sum(wx0 * y0, 1), tl.sum(wx0 * y1, 1), tl.sum(wx0 * y2, 1)
         h10, h11, h12 = tl.sum(wx1 * y0, 1), tl.sum(wx1 * y1, 1), tl.sum(wx1 * y2, 1)
         h20, h21, h22 = tl.sum(wx2 * y0, 1), tl.sum(wx2 * y1, 1), tl.sum(wx2 * y2, 1)
         var = tl.sum(wx0 * x0 + wx1 * x1 + wx2 * x2, 1)
-
-        # Normalise H so the eigenproblem is scale-free (no overflow for huge inputs).
         h_max = tl.maximum(tl.maximum(tl.maximum(tl.abs(h00), tl.abs(h01)), tl.maximum(tl.abs(h02), tl.abs(h10))),
                            tl.maximum(tl.maximum(tl.abs(h11), tl.abs(h12)), tl.maximum(tl.abs(h20), tl.abs(h21))))
         h_max = tl.maximum(h_max, tl.abs(h22))
         h_scale = tl.where(h_max > 0, h_max, 1.0)
-        inv_scale = 1.0 / h_scale
-        h00, h01, h02 = h00 * inv_scale, h01 * inv_scale, h02 * inv_scale
-        h10, h11, h12 = h10 * inv_scale, h11 * inv_scale, h12 * inv_scale
-        h20, h21, h22 = h20 * inv_scale, h21 * inv_scale, h22 * inv_scale
-
-        # Horn's symmetric 4x4 N; its top eigenvector is the quaternion (w, x, y, z) of R.
-        n00 = h00 + h11 + h22
-        n01 = h12 - h21
-        n02 = h20 - h02
-        n03 = h01 - h10
-        n11 = h00 - h11 - h22
-        n12 = h01 + h10
-        n13 = h20 + h02
-        n22 = h11 - h00 - h22
-        n23 = h12 + h21
-        n33 = h22 - h00 - h11
-        one = tl.full([BLOCK_N], 1.0, ACC)
-        zero = tl.zeros([BLOCK_N], ACC)
+        r = 1.0 / h_scale
+        n00, n01, n02, n03, n11, n12, n13, n22, n23, n33 = _horn_entries(
+            h00 * r, h01 * r, h02 * r, h10 * r, h11 * r, h12 * r, h20 * r, h21 * r, h22 * r)
+        one = tl.full(var.shape, 1.0, var.dtype)
+        zero = tl.zeros(var.shape, var.dtype)
         v00, v01, v02, v03 = one, zero, zero, zero
         v10, v11, v12, v13 = zero, one, zero, zero
         v20, v21, v22, v23 = zero, zero, one, zero
@@ -220,32 +319,36 @@ if HAS_TRITON:
             n22, n33, n02, n03, n12, n13, v02, v03, v12, v13, v22, v23, v32, v33 = _jacobi_rotation(
                 n22, n33, n23, n02, n03, n12, n13, v02, v03, v12, v13, v22, v23, v32, v33)
             n23 = zero
-
-        # Largest and second-largest eigenvalue of N.
-        top, second = n00, tl.full([BLOCK_N], float("-inf"), ACC)
+        top, second = n00, tl.full(var.shape, float("-inf"), var.dtype)
         qw, qx, qy, qz = v00, v10, v20, v30
         top, second, qw, qx, qy, qz = _keep_top(top, second, qw, qx, qy, qz, n11, v01, v11, v21, v31)
         top, second, qw, qx, qy, qz = _keep_top(top, second, qw, qx, qy, qz, n22, v02, v12, v22, v32)
         top, second, qw, qx, qy, qz = _keep_top(top, second, qw, qx, qy, qz, n33, v03, v13, v23, v33)
         norm = tl.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
-        qw, qx, qy, qz = qw / norm, qx / norm, qy / norm, qz / norm
+        return (var, h_scale, n00, n11, n22, n33, v00, v01, v02, v03, v10, v11, v12, v13, v20, v21, v22, v23,
+                v30, v31, v32, v33, top, second, qw / norm, qx / norm, qy / norm, qz / norm)
+
+    @triton.jit
+    def _procrustes_kernel(
+        X_ptr, Y_ptr, w_ptr, R_ptr, t_ptr, s_ptr, valid_ptr, N, J,
+        X_sn, X_sj, X_sc, Y_sn, Y_sj, Y_sc, w_sn, w_sj,
+        SCALE: tl.constexpr, ACC: tl.constexpr, REL_TOL: tl.constexpr, SWEEPS: tl.constexpr,
+        BLOCK_N: tl.constexpr, BLOCK_J: tl.constexpr,
+    ):
+        (rows64, _, row_ok, _, x0, x1, x2, y0, y1, y2, w, xb0, xb1, xb2, yb0, yb1, yb2, total, _,
+         finite) = _centred_tiles(X_ptr, Y_ptr, w_ptr, N, J, X_sn, X_sj, X_sc, Y_sn, Y_sj, Y_sc, w_sn, w_sj, ACC,
+                                  BLOCK_N, BLOCK_J)  # fmt: skip
+        (var, h_scale, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _,
+         top, second, qw, qx, qy, qz) = _horn_eigen(x0, x1, x2, y0, y1, y2, w, SWEEPS)
 
         # top - second = 2 (s2 + d s3) and top + second = 2 s1, in units of h_scale.
         valid = finite & (total > 0) & (top - second > REL_TOL * (top + second))
         # Invalid rows take the identity quaternion, hence R = I.
         qw = tl.where(valid, qw, 1.0)
         qx, qy, qz = tl.where(valid, qx, 0.0), tl.where(valid, qy, 0.0), tl.where(valid, qz, 0.0)
-        r00 = 1.0 - 2.0 * (qy * qy + qz * qz)
-        r01 = 2.0 * (qx * qy - qw * qz)
-        r02 = 2.0 * (qx * qz + qw * qy)
-        r10 = 2.0 * (qx * qy + qw * qz)
-        r11 = 1.0 - 2.0 * (qx * qx + qz * qz)
-        r12 = 2.0 * (qy * qz - qw * qx)
-        r20 = 2.0 * (qx * qz - qw * qy)
-        r21 = 2.0 * (qy * qz + qw * qx)
-        r22 = 1.0 - 2.0 * (qx * qx + qy * qy)
+        r00, r01, r02, r10, r11, r12, r20, r21, r22 = _bilinear_entries(qw, qx, qy, qz, qw, qx, qy, qz)
 
-        s = one
+        s = tl.full([BLOCK_N], 1.0, ACC)
         if SCALE:
             s = tl.where(valid & (var > 0), top * h_scale / tl.where(var > 0, var, 1.0), s)
         t0 = yb0 - s * (r00 * xb0 + r01 * xb1 + r02 * xb2)
@@ -270,6 +373,111 @@ if HAS_TRITON:
         tl.store(s_ptr + rows64, s.to(ty), mask=row_ok)
         tl.store(valid_ptr + rows64, valid, mask=row_ok)
 
+    @triton.jit
+    def _eigen_coefficient(gap, dot):
+        """(v_k . g_q) / (lam0 - lam_k), eigenpair k's share of the eigenvector derivative;
+        none for the top pair itself, whose gap is 0."""
+        return tl.where(gap > 0, dot / tl.where(gap > 0, gap, 1.0), 0.0)
+
+    @triton.jit
+    def _procrustes_backward_kernel(
+        X_ptr, Y_ptr, w_ptr, valid_ptr, gR_ptr, gt_ptr, gs_ptr, gX_ptr, gY_ptr, gw_ptr, N, J,
+        X_sn, X_sj, X_sc, Y_sn, Y_sj, Y_sc, w_sn, w_sj,
+        SCALE: tl.constexpr, ACC: tl.constexpr, SWEEPS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_J: tl.constexpr,
+    ):
+        """Gradients on X, Y, w with the forward recomputed; the derivation is in
+        ``_reference_backward``. gR (N, 9), gt (N, 3), gs (N,) and the outputs are contiguous."""
+        (rows64, joints, row_ok, tile_ok, x0, x1, x2, y0, y1, y2, w, xb0, xb1, xb2, _, _, _, _, inv_total,
+         _) = _centred_tiles(X_ptr, Y_ptr, w_ptr, N, J, X_sn, X_sj, X_sc, Y_sn, Y_sj, Y_sc, w_sn, w_sj, ACC,
+                             BLOCK_N, BLOCK_J)  # fmt: skip
+        (var, h_scale, n00, n11, n22, n33, v00, v01, v02, v03, v10, v11, v12, v13, v20, v21, v22, v23,
+         v30, v31, v32, v33, top, _, qw, qx, qy, qz) = _horn_eigen(x0, x1, x2, y0, y1, y2, w, SWEEPS)
+        valid = tl.load(valid_ptr + rows64, mask=row_ok, other=0) != 0
+        r00, r01, r02, r10, r11, r12, r20, r21, r22 = _bilinear_entries(qw, qx, qy, qz, qw, qx, qy, qz)
+        gR_at = gR_ptr + rows64 * 9
+        g00 = tl.load(gR_at, mask=row_ok, other=0.0).to(ACC)
+        g01 = tl.load(gR_at + 1, mask=row_ok, other=0.0).to(ACC)
+        g02 = tl.load(gR_at + 2, mask=row_ok, other=0.0).to(ACC)
+        g10 = tl.load(gR_at + 3, mask=row_ok, other=0.0).to(ACC)
+        g11 = tl.load(gR_at + 4, mask=row_ok, other=0.0).to(ACC)
+        g12 = tl.load(gR_at + 5, mask=row_ok, other=0.0).to(ACC)
+        g20 = tl.load(gR_at + 6, mask=row_ok, other=0.0).to(ACC)
+        g21 = tl.load(gR_at + 7, mask=row_ok, other=0.0).to(ACC)
+        g22 = tl.load(gR_at + 8, mask=row_ok, other=0.0).to(ACC)
+        gt0 = tl.load(gt_ptr + rows64 * 3, mask=row_ok, other=0.0).to(ACC)
+        gt1 = tl.load(gt_ptr + rows64 * 3 + 1, mask=row_ok, other=0.0).to(ACC)
+        gt2 = tl.load(gt_ptr + rows64 * 3 + 2, mask=row_ok, other=0.0).to(ACC)
+        gs = tl.load(gs_ptr + rows64, mask=row_ok, other=0.0).to(ACC)
+
+        # t = Ybar - s R Xbar, then s = lam0 / var.
+        use_s = (var > 0) & SCALE
+        var_safe = tl.where(use_s, var, 1.0)
+        s = tl.where(use_s, top * h_scale / var_safe, 1.0)
+        g00, g01, g02 = g00 - s * gt0 * xb0, g01 - s * gt0 * xb1, g02 - s * gt0 * xb2
+        g10, g11, g12 = g10 - s * gt1 * xb0, g11 - s * gt1 * xb1, g12 - s * gt1 * xb2
+        g20, g21, g22 = g20 - s * gt2 * xb0, g21 - s * gt2 * xb1, g22 - s * gt2 * xb2
+        gxb0 = -s * (r00 * gt0 + r10 * gt1 + r20 * gt2)
+        gxb1 = -s * (r01 * gt0 + r11 * gt1 + r21 * gt2)
+        gxb2 = -s * (r02 * gt0 + r12 * gt1 + r22 * gt2)
+        g_s = gs - (gt0 * (r00 * xb0 + r01 * xb1 + r02 * xb2) + gt1 * (r10 * xb0 + r11 * xb1 + r12 * xb2)
+                    + gt2 * (r20 * xb0 + r21 * xb1 + r22 * xb2))
+        g_lam = tl.where(use_s, g_s / var_safe, 0.0)
+        g_var = tl.where(use_s, -g_s * s / var_safe, 0.0)
+
+        # The eigenproblem: g_q = 2 N(G^T) q, a = g_lam q + sum_k v_k (v_k . g_q) / (lam0 - lam_k).
+        m00, m01, m02, m03, m11, m12, m13, m22, m23, m33 = _horn_entries(g00, g10, g20, g01, g11, g21, g02, g12, g22)
+        gqw = 2.0 * (m00 * qw + m01 * qx + m02 * qy + m03 * qz)
+        gqx = 2.0 * (m01 * qw + m11 * qx + m12 * qy + m13 * qz)
+        gqy = 2.0 * (m02 * qw + m12 * qx + m22 * qy + m23 * qz)
+        gqz = 2.0 * (m03 * qw + m13 * qx + m23 * qy + m33 * qz)
+        dot0 = v00 * gqw + v10 * gqx + v20 * gqy + v30 * gqz
+        dot1 = v01 * gqw + v11 * gqx + v21 * gqy + v31 * gqz
+        dot2 = v02 * gqw + v12 * gqx + v22 * gqy + v32 * gqz
+        dot3 = v03 * gqw + v13 * gqx + v23 * gqy + v33 * gqz
+        c0, c1 = _eigen_coefficient((top - n00) * h_scale, dot0), _eigen_coefficient((top - n11) * h_scale, dot1)
+        c2, c3 = _eigen_coefficient((top - n22) * h_scale, dot2), _eigen_coefficient((top - n33) * h_scale, dot3)
+        aw = g_lam * qw + c0 * v00 + c1 * v01 + c2 * v02 + c3 * v03
+        ax = g_lam * qx + c0 * v10 + c1 * v11 + c2 * v12 + c3 * v13
+        ay = g_lam * qy + c0 * v20 + c1 * v21 + c2 * v22 + c3 * v23
+        az = g_lam * qz + c0 * v30 + c1 * v31 + c2 * v32 + c3 * v33
+        # The gradient on H is B(a, q)^T: k_ab below is the gradient on H_ba.
+        k00, k01, k02, k10, k11, k12, k20, k21, k22 = _bilinear_entries(aw, ax, ay, az, qw, qx, qy, qz)
+
+        # H = sum_j w_j Xc_j Yc_j^T, var = sum_j w_j |Xc_j|^2; the centroids' own terms vanish.
+        Hy0 = k00[:, None] * y0 + k10[:, None] * y1 + k20[:, None] * y2
+        Hy1 = k01[:, None] * y0 + k11[:, None] * y1 + k21[:, None] * y2
+        Hy2 = k02[:, None] * y0 + k12[:, None] * y1 + k22[:, None] * y2
+        Htx0 = k00[:, None] * x0 + k01[:, None] * x1 + k02[:, None] * x2
+        Htx1 = k10[:, None] * x0 + k11[:, None] * x1 + k12[:, None] * x2
+        Htx2 = k20[:, None] * x0 + k21[:, None] * x1 + k22[:, None] * x2
+        gv2, it = 2.0 * g_var[:, None], inv_total[:, None]
+        keep = valid[:, None]
+        gx0 = tl.where(keep, w * (Hy0 + gv2 * x0 + gxb0[:, None] * it), 0.0)
+        gx1 = tl.where(keep, w * (Hy1 + gv2 * x1 + gxb1[:, None] * it), 0.0)
+        gx2 = tl.where(keep, w * (Hy2 + gv2 * x2 + gxb2[:, None] * it), 0.0)
+        gy0 = tl.where(keep, w * (Htx0 + gt0[:, None] * it), 0.0)
+        gy1 = tl.where(keep, w * (Htx1 + gt1[:, None] * it), 0.0)
+        gy2 = tl.where(keep, w * (Htx2 + gt2[:, None] * it), 0.0)
+        gw = (x0 * Hy0 + x1 * Hy1 + x2 * Hy2 + g_var[:, None] * (x0 * x0 + x1 * x1 + x2 * x2)
+              + (gxb0[:, None] * x0 + gxb1[:, None] * x1 + gxb2[:, None] * x2
+                 + gt0[:, None] * y0 + gt1[:, None] * y1 + gt2[:, None] * y2) * it)
+        gw = tl.where(keep, gw, 0.0)
+
+        ty = gX_ptr.dtype.element_ty
+        at = rows64[:, None] * (3 * J) + joints[None, :] * 3
+        tl.store(gX_ptr + at, gx0.to(ty), mask=tile_ok)
+        tl.store(gX_ptr + at + 1, gx1.to(ty), mask=tile_ok)
+        tl.store(gX_ptr + at + 2, gx2.to(ty), mask=tile_ok)
+        tl.store(gY_ptr + at, gy0.to(ty), mask=tile_ok)
+        tl.store(gY_ptr + at + 1, gy1.to(ty), mask=tile_ok)
+        tl.store(gY_ptr + at + 2, gy2.to(ty), mask=tile_ok)
+        tl.store(gw_ptr + rows64[:, None] * J + joints[None, :], gw.to(ty), mask=tile_ok)
+
+
+def _blocks(J: int) -> tuple[int, int]:
+    block_j = triton.next_power_of_2(J)
+    return max(1, min(64, 1024 // block_j)), block_j
+
 
 def _triton_forward(X: Tensor, Y: Tensor, w: Tensor, scale: bool):
     N, J = w.shape
@@ -277,8 +485,7 @@ def _triton_forward(X: Tensor, Y: Tensor, w: Tensor, scale: bool):
     t = torch.empty(N, 3, device=X.device, dtype=X.dtype)
     s = torch.empty(N, device=X.device, dtype=X.dtype)
     valid = torch.empty(N, device=X.device, dtype=torch.bool)
-    block_j = triton.next_power_of_2(J)
-    block_n = max(1, min(64, 1024 // block_j))
+    block_n, block_j = _blocks(J)
     with on_device_of(X):
         _procrustes_kernel[(triton.cdiv(N, block_n),)](
             X, Y, w, R, t, s, valid, N, J, *X.stride(), *Y.stride(), *w.stride(),
@@ -286,6 +493,21 @@ def _triton_forward(X: Tensor, Y: Tensor, w: Tensor, scale: bool):
             SWEEPS=JACOBI_SWEEPS, BLOCK_N=block_n, BLOCK_J=block_j,
         )
     return R, t, s, valid
+
+
+def _triton_backward(grad_R, grad_t, grad_s, X, Y, w, valid, scale):
+    N, J = w.shape
+    g_X = torch.empty(N, J, 3, device=X.device, dtype=X.dtype)
+    g_Y, g_w = torch.empty_like(g_X), torch.empty(N, J, device=X.device, dtype=X.dtype)
+    block_n, block_j = _blocks(J)
+    with on_device_of(X):
+        _procrustes_backward_kernel[(triton.cdiv(N, block_n),)](
+            X, Y, w, valid.contiguous(), grad_R.contiguous(), grad_t.contiguous(), grad_s.contiguous(),
+            g_X, g_Y, g_w, N, J, *X.stride(), *Y.stride(), *w.stride(),
+            SCALE=scale, ACC=triton_accumulation_dtype(X.dtype), SWEEPS=JACOBI_SWEEPS,
+            BLOCK_N=block_n, BLOCK_J=block_j,
+        )
+    return g_X, g_Y, g_w
 
 
 # ------------------------------------------------------------------------------ native
@@ -301,12 +523,19 @@ def _native_forward(X: Tensor, Y: Tensor, w: Tensor, scale: bool):
     return R.to(X.dtype), t.to(X.dtype), s.to(X.dtype), valid
 
 
+def _native_backward(grad_R, grad_t, grad_s, X, Y, w, valid, scale):
+    X_, Y_, w_, gR, gt, gs = native_inputs(X, Y, w, grad_R, grad_t, grad_s)
+    g_X, g_Y, g_w = torch.empty_like(X_), torch.empty_like(Y_), torch.empty_like(w_)
+    native().procrustes_backward(X_, Y_, w_, valid.contiguous(), gR, gt, gs, scale, g_X, g_Y, g_w)
+    return g_X.to(X.dtype), g_Y.to(Y.dtype), g_w.to(w.dtype)
+
+
 # ------------------------------------------------------------------ op + dispatcher
 
 _IMPLEMENTATIONS = {
-    "reference": weighted_procrustes_reference,
-    "triton": _triton_forward,
-    "native": _native_forward,
+    "reference": (weighted_procrustes_reference, _reference_backward),
+    "triton": (_triton_forward, _triton_backward),
+    "native": (_native_forward, _native_backward),
 }
 
 
@@ -315,13 +544,51 @@ def _procrustes_op(X: Tensor, Y: Tensor, w: Tensor, scale: bool) -> tuple[Tensor
     """Returns (R, t, s, valid); s is all ones when ``scale`` is False."""
     if X.shape[0] == 0:
         return weighted_procrustes_reference(X, Y, w, scale)
-    return _IMPLEMENTATIONS[select_backend(X.device)](X, Y, w, scale)
+    forward, _ = _IMPLEMENTATIONS[select_backend(X.device)]
+    return forward(X, Y, w, scale)
 
 
 @_procrustes_op.register_fake
 def _(X, Y, w, scale):
     N = X.shape[0]
     return X.new_empty(N, 3, 3), X.new_empty(N, 3), X.new_empty(N), X.new_empty(N, dtype=torch.bool)
+
+
+@torch.library.custom_op("ws3d::weighted_procrustes_backward", mutates_args=())
+def _procrustes_backward_op(
+    grad_R: Tensor, grad_t: Tensor, grad_s: Tensor, X: Tensor, Y: Tensor, w: Tensor, valid: Tensor, scale: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients on (X, Y, w); the forward is recomputed (a few hundred flops per pair)
+    rather than its eigenvectors saved."""
+    if X.shape[0] == 0:
+        return torch.zeros_like(X), torch.zeros_like(Y), torch.zeros_like(w)
+    _, backward = _IMPLEMENTATIONS[select_backend(X.device)]
+    return backward(grad_R, grad_t, grad_s, X, Y, w, valid, scale)
+
+
+@_procrustes_backward_op.register_fake
+def _(grad_R, grad_t, grad_s, X, Y, w, valid, scale):
+    return torch.empty_like(X), torch.empty_like(Y), torch.empty_like(w)
+
+
+def _setup_context(ctx, inputs, output):
+    X, Y, w, scale = inputs
+    ctx.save_for_backward(X, Y, w, output[3])
+    ctx.scale = scale
+    ctx.mark_non_differentiable(output[3])
+
+
+def _backward(ctx, grad_R, grad_t, grad_s, _grad_valid):
+    X, Y, w, valid = ctx.saved_tensors
+    N = X.shape[0]
+    grad_R = X.new_zeros(N, 3, 3) if grad_R is None else grad_R
+    grad_t = X.new_zeros(N, 3) if grad_t is None else grad_t
+    grad_s = X.new_zeros(N) if grad_s is None else grad_s
+    grad_X, grad_Y, grad_w = _procrustes_backward_op(grad_R, grad_t, grad_s, X, Y, w, valid, ctx.scale)
+    return grad_X, grad_Y, grad_w, None
+
+
+_procrustes_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 # ------------------------------------------------------------------------ public API
@@ -333,8 +600,9 @@ def weighted_procrustes(
     """Best rotation (and translation, and optionally scale) taking X onto Y, per pair.
 
     Minimises sum_j w_j ||s R X_j + t - Y_j||^2 with det R = +1, so that
-    ``Y ~ s * X @ R.mT + t[:, None]``. The outputs carry no gradient (the paper stops
-    it); apply them to differentiable poses.
+    ``Y ~ s * X @ R.mT + t[:, None]``. R, t and s are differentiable in X, Y and w
+    (rows with ``valid`` False pass no gradient); detach the inputs to stop the gradient
+    at the fit, as the paper's L_MC does.
 
     Args:
         X: (N, J, 3) source points.
@@ -377,6 +645,6 @@ def weighted_procrustes(
     if value_checks_active() and bool((w < 0).any()):
         index = tuple(torch.nonzero(w < 0)[0].tolist())
         raise ValueError(f"w must be non-negative, got {w[index].item()} at index {index}")
-    R, t, s, valid = _procrustes_op(X.detach(), Y.detach(), w.detach(), bool(scale))
+    R, t, s, valid = _procrustes_op(X, Y, w, bool(scale))
     out = (R, t, s) if scale else (R, t)
     return (*out, valid) if return_valid else out
