@@ -40,8 +40,9 @@ from torch.utils.data import Subset
 from ws3d.config import LossConfig
 from ws3d.data.sampling import group_indices, view_pairs
 from ws3d.data.synthetic import ShardDataset
-from ws3d.evaluate import model_from_checkpoint, predict
+from ws3d.evaluate import predict_dataset
 from ws3d.losses import bone_loss, depth_loss, multiview_loss
+from ws3d.model import model_from_checkpoint
 from ws3d.multiview import depth_targets
 from ws3d.ops import reconstruct_3d
 from ws3d.skeleton import NECK, REFERENCE_BONE, ROOT
@@ -150,7 +151,7 @@ def model_2d(checkpoint: str, data: str, views) -> tuple[torch.Tensor, torch.Ten
     """uv (M, J, 2) image pixels and phi (M, J) of a trained model on the chosen views (plain crops)."""
     model, cfg = model_from_checkpoint(checkpoint)
     with torch.no_grad():
-        out = predict(model, Subset(ShardDataset(data, "mv"), views["index"].tolist()), cfg.data.size)
+        out = predict_dataset(model, Subset(ShardDataset(data, "mv"), views["index"].tolist()), cfg.data.size)
     return torch.as_tensor(out["uv"]).double(), torch.as_tensor(out["conf"]).double().clamp_min(0)
 
 

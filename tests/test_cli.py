@@ -13,6 +13,8 @@ from ws3d.cli import main
 from ws3d.data.mpii import load_mpii
 from ws3d.data.synthetic import ShardDataset
 from ws3d.errors import InputError
+from ws3d.evaluate import predict_dataset
+from ws3d.model import model_from_checkpoint
 
 
 def test_data_synth_and_sheet(tmp_path, capsys):
@@ -104,6 +106,11 @@ def test_train_eval_predict(tmp_path, capsys):
     overlay = cv2.imread(str(tmp_path / "p" / "person_2d.png"))
     assert overlay.shape == (500, 400, 3)  # the input, enlarged 5x to ~512 px
     assert cv2.imread(str(tmp_path / "p" / "person_3d.png")) is not None
+    # predict crops as evaluation does: predict_dataset on the same image finds the same joints.
+    unlabelled = {"uv": np.zeros((17, 2), np.float32), "vis": np.zeros(17, np.uint8), "K": np.eye(3)}
+    model, cfg = model_from_checkpoint(run / "last.pt")
+    pred = predict_dataset(model, [{"image": cv2.resize(image, (80, 100)), **unlabelled}], cfg.data.size)
+    np.testing.assert_allclose(record["uv"], pred["uv"][0], rtol=0, atol=0.006)
 
 
 def test_training_mistakes_print_one_line(tmp_path, capsys):

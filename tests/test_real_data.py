@@ -19,7 +19,7 @@ from ws3d.data.h36m import MULTIVIEW_TO_WS3D
 from ws3d.data.poses import make_subject, sample_person
 from ws3d.data.records import concat_records, open_records
 from ws3d.data.rigs import sample_rig
-from ws3d.evaluate import predict
+from ws3d.evaluate import predict_dataset
 from ws3d.model import PoseNet2p5D
 from ws3d.trainer import train
 
@@ -115,7 +115,7 @@ def test_concat_records_keeps_groups_apart():
 
 def test_predict_reports_each_images_size(record_files):
     model = PoseNet2p5D("small", 16).eval()
-    pred = predict(model, open_records(record_files[1]), 64)
+    pred = predict_dataset(model, open_records(record_files[1]), 64)
     assert pred["image_wh"].tolist() == [[SIDE, SIDE]] * (FRAMES * CAMERAS - 1)
     assert np.isfinite(pred["uv"]).all()
 

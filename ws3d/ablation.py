@@ -29,7 +29,8 @@ from ws3d.checkpoint import load_checkpoint
 from ws3d.config import from_dict, load_config, resume_conflicts
 from ws3d.data.synthetic import ShardDataset
 from ws3d.errors import InputError
-from ws3d.evaluate import build_model, evaluate, load_weights, model_from_checkpoint
+from ws3d.evaluate import evaluate
+from ws3d.model import build_model, load_weights, model_from_checkpoint
 
 
 @dataclass(frozen=True)

@@ -137,7 +137,8 @@ def _eval(args) -> None:
 
     from ws3d.data.records import open_records
     from ws3d.data.synthetic import ShardDataset
-    from ws3d.evaluate import evaluate, model_from_checkpoint
+    from ws3d.evaluate import evaluate
+    from ws3d.model import model_from_checkpoint
 
     model, cfg = model_from_checkpoint(args.checkpoint, args.device)
     data = open_records(args.data) if Path(args.data).is_file() else ShardDataset(args.data, args.split)
@@ -154,7 +155,8 @@ def _export(args) -> None:
     from ws3d.ablation import machine
     from ws3d.checkpoint import export_checkpoint
     from ws3d.data.synthetic import ShardDataset
-    from ws3d.evaluate import evaluate, model_from_checkpoint
+    from ws3d.evaluate import evaluate
+    from ws3d.model import model_from_checkpoint
 
     model, cfg = model_from_checkpoint(args.checkpoint)
     metrics = evaluate(model, ShardDataset(args.data, args.split), cfg.data.size, progress=True)

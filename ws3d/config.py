@@ -23,6 +23,7 @@ from ws3d.errors import InputError, MissingFileError
 STAGES = ("pretrain2d", "weak", "full")
 MV_LABELS = ("pseudo", "consistent", "given", "none")
 OBJECTIVES = ("triangulated", "paper")
+BACKBONES = ("small", "hrnet_w32")  # built by ws3d/model/pose_net.py
 
 
 @dataclass
@@ -52,7 +53,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    backbone: str = "small"  # small | hrnet_w32
+    backbone: str = "small"  # one of BACKBONES
     width: int = 32  # channels of the small backbone
     pretrained: str | None = None  # HRNet-W32 checkpoint file for the backbone (no downloads)
     beta: float = 50.0  # softmax sharpness; multiplies the heatmap logits
@@ -228,7 +229,7 @@ def validate(cfg: Config) -> None:
     d, t, m = cfg.data, cfg.train, cfg.model
     checks = [
         (t.stage in STAGES, f"train.stage must be one of {STAGES}, got {t.stage!r}"),
-        (m.backbone in ("small", "hrnet_w32"), f"model.backbone must be small or hrnet_w32, got {m.backbone!r}"),
+        (m.backbone in BACKBONES, f"model.backbone must be one of {BACKBONES}, got {m.backbone!r}"),
         (d.mv_labels in MV_LABELS, f"data.mv_labels must be one of {MV_LABELS}, got {d.mv_labels!r}"),
         (cfg.loss.objective in OBJECTIVES, f"loss.objective must be one of {OBJECTIVES}, got {cfg.loss.objective!r}"),
         (t.device in ("auto", "cpu", "cuda"), f"train.device must be auto, cpu or cuda, got {t.device!r}"),

@@ -1,59 +1,21 @@
 """Predictions over a data set and the paper's metrics on them.
 
-``predict`` runs a model over plain person-centred crops and maps the 2D joints back to
+``predict_dataset`` runs a model over plain person-centred crops and maps the 2D joints back to
 the pixels of the data set's images; ``evaluate`` adds the absolute scale from mean bone
 lengths (eq. 12) and compares with the 3D ground truth.
 """
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ws3d.checkpoint import load_checkpoint
-from ws3d.config import Config, from_dict
 from ws3d.data.transforms import PoseTransform
-from ws3d.errors import InputError
 from ws3d.metrics import absolute_scale, auc, mpjpe, n_mpjpe, npck, p_mpjpe, pck, pixel_error
 from ws3d.model import PoseNet2p5D
 from ws3d.progress import progress_bar
 from ws3d.skeleton import MEAN_BONE_LENGTHS_MM
-
-
-def build_model(cfg: Config, pretrained: bool = True) -> PoseNet2p5D:
-    m = cfg.model
-    return PoseNet2p5D(m.backbone, m.width, m.beta, pretrained=m.pretrained if pretrained else None,
-                       depth_blocks=m.depth_blocks)
-
-
-def model_from_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[PoseNet2p5D, Config]:
-    """The model of a training checkpoint, in eval mode, and its config."""
-    payload = load_checkpoint(path)
-    cfg = from_dict(payload["config"])
-    model = build_model(cfg, pretrained=False)
-    load_weights(model, payload, path)
-    return model.to(device).eval(), cfg
-
-
-def load_weights(model: PoseNet2p5D, payload: dict, path: str | os.PathLike, depth: bool = True) -> None:
-    """Load a checkpoint's weights; a model of another shape is an InputError naming the file.
-
-    ``depth=False``: the depth branch may differ (it starts untrained after 2D pre-training)
-    and keeps its own initialisation.
-    """
-    state = dict(payload["model"])
-    if not depth:
-        state = {k: v for k, v in state.items() if not k.startswith("depth_branch.")}
-        state |= {k: v for k, v in model.state_dict().items() if k.startswith("depth_branch.")}
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as error:
-        backbone = payload["config"].get("model", {}).get("backbone")
-        detail = (str(error).splitlines()[1:] or [str(error)])[0].strip()[:200]
-        raise InputError(f"{path}: its weights (model.backbone={backbone}) do not fit this model ({detail})") from None
 
 
 def to_source_pixels(uv: torch.Tensor, crop: torch.Tensor) -> torch.Tensor:
@@ -63,8 +25,8 @@ def to_source_pixels(uv: torch.Tensor, crop: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict(model: PoseNet2p5D, dataset: Dataset, size: int, batch_size: int = 64,
-            progress: bool = False) -> dict[str, np.ndarray]:  # fmt: skip
+def predict_dataset(model: PoseNet2p5D, dataset: Dataset, size: int, batch_size: int = 64,
+                    progress: bool = False) -> dict[str, np.ndarray]:  # fmt: skip
     """Run ``model`` over every item of ``dataset`` (samples as in ws3d.data).
 
     Returns numpy arrays: ``uv`` (N, J, 2) pixels of the data set's images, ``conf``
@@ -109,7 +71,7 @@ def pose_in_mm(pose: torch.Tensor) -> torch.Tensor:
 
 
 def metrics_from_predictions(pred: dict[str, np.ndarray]) -> dict[str, float]:
-    """The paper's metrics (mm, fractions 0..1, pixels) from :func:`predict`'s output."""
+    """The paper's metrics (mm, fractions 0..1, pixels) from :func:`predict_dataset`'s output."""
     pose_mm = pose_in_mm(torch.from_numpy(pred["pose"]))
     out = {"images": len(pose_mm), "valid": float(pred["valid"].mean())}
     if "joints_cam" in pred:
@@ -124,4 +86,4 @@ def metrics_from_predictions(pred: dict[str, np.ndarray]) -> dict[str, float]:
 def evaluate(model: PoseNet2p5D, dataset: Dataset, size: int, batch_size: int = 64,
              progress: bool = False) -> dict[str, float]:  # fmt: skip
     """MPJPE, N-MPJPE, P-MPJPE (mm), PCK@150 mm, AUC, NPCK (0..1), 2D error (px) on ``dataset``."""
-    return metrics_from_predictions(predict(model, dataset, size, batch_size, progress=progress))
+    return metrics_from_predictions(predict_dataset(model, dataset, size, batch_size, progress=progress))

@@ -16,12 +16,14 @@ import cv2
 import numpy as np
 import torch
 
-from ws3d.camera import affine_to_3x3
+from ws3d.camera import intrinsics
 from ws3d.data.sheet import draw_skeleton
-from ws3d.data.transforms import crop_affine, image_to_tensor
+from ws3d.data.transforms import PoseTransform
 from ws3d.errors import InputError, MissingFileError
-from ws3d.evaluate import model_from_checkpoint, pose_in_mm, to_source_pixels
+from ws3d.evaluate import pose_in_mm, to_source_pixels
+from ws3d.model import model_from_checkpoint
 from ws3d.plots import pose_3d
+from ws3d.skeleton import NUM_JOINTS
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -43,17 +45,16 @@ def predict_images(checkpoint: str, images: list[str], out: str | os.PathLike, f
     frames = [read_image(p) for p in images]  # every file is checked before any work
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    size, lines = cfg.data.size, []
+    # The evaluation crop (PoseTransform without augmentation): a sample with no box is cropped
+    # to the square around the whole image.
+    transform, lines = PoseTransform(cfg.data.size, stride=model.stride, train=False), []
+    unlabelled = {"uv": np.zeros((NUM_JOINTS, 2), np.float32), "vis": np.zeros(NUM_JOINTS, np.uint8)}
     for path, image in zip(images, frames, strict=True):
         h, w = image.shape[:2]
-        side = float(max(h, w))
-        A = crop_affine(((w - 1) / 2, (h - 1) / 2), side, size)
-        crop = cv2.warpAffine(image, A, (size, size), flags=cv2.INTER_AREA)
-        f = focal if focal is not None else 1.2 * side
-        K = np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1]])
-        K_crop = torch.tensor(affine_to_3x3(A) @ K, dtype=torch.float32)[None]
-        result = model(image_to_tensor(crop)[None].to(device), K_crop.to(device))
-        uv = to_source_pixels(result["uv"].cpu(), torch.from_numpy(A)[None])[0].numpy()
+        f = focal if focal is not None else 1.2 * max(h, w)
+        item = transform({"image": image, "K": intrinsics(f, f, (w - 1) / 2, (h - 1) / 2), **unlabelled})
+        result = model(item["image"][None].to(device), item["K"][None].to(device))
+        uv = to_source_pixels(result["uv"].cpu(), item["crop"][None])[0].numpy()
         conf = result["conf"][0].cpu().numpy()
         pose_mm = pose_in_mm(result["pose"].cpu())[0]
         stem = out / Path(path).stem

@@ -43,8 +43,9 @@ from ws3d.data.sampling import MixedBatchSampler, MixedDataset, collate_mixed, g
 from ws3d.data.synthetic import ShardDataset
 from ws3d.data.transforms import PoseTransform
 from ws3d.errors import InputError
-from ws3d.evaluate import build_model, evaluate, load_weights, predict
+from ws3d.evaluate import evaluate, predict_dataset
 from ws3d.losses import bone_loss, depth_loss, heatmap_loss, multiview_loss, relative_depths, uv_loss
+from ws3d.model import build_model, load_weights
 from ws3d.plots import read_jsonl, training_curves
 from ws3d.progress import progress_bar
 
@@ -137,7 +138,7 @@ def pseudo_labels(model, cfg: Config, views: Dataset, cache: Path) -> tuple[np.n
         return cached
     if cache.is_file():
         print(f"{cache}: made by another 2D model or other settings, or unreadable; labelling the views again")
-    pred = predict(model, views, cfg.data.size, progress=cfg.train.progress)
+    pred = predict_dataset(model, views, cfg.data.size, progress=cfg.train.progress)
     inside = ((pred["uv"] >= 0) & (pred["uv"] <= pred["image_wh"][:, None] - 1)).all(-1)
     vis = ((pred["conf"] > cfg.loss.pseudo_threshold) & inside).astype(np.uint8)
     _write_cache(cache, key, uv=pred["uv"], vis=vis)

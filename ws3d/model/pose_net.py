@@ -11,14 +11,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ws3d.config import BACKBONES
 from ws3d.errors import InputError
 from ws3d.ops import reconstruct_3d, softargmax_2p5d
 from ws3d.skeleton import NUM_JOINTS, REFERENCE_BONE
 
 from .hrnet import HRNetW32, load_hrnet_weights
 from .small import Residual, SmallNet
-
-BACKBONES = ("small", "hrnet_w32")
 
 
 def image_to_heatmap_K(K: torch.Tensor, stride: int) -> torch.Tensor:
