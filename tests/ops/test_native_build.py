@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ws3d.ops import _ext, select_backend
+from ws3d.ops._constants import DEFINES
 
 
 def test_native_kernels_build_where_a_compiler_exists():
@@ -69,7 +70,7 @@ def test_cuda_kernels_compile_with_nvcc(source, arch, tmp_path):
     import subprocess
 
     result = subprocess.run(
-        ["nvcc", "-c", "-O3", "-std=c++17", f"-arch={arch}", "-DWS3D_WITH_CUDA", str(_ext.SOURCES / source),
+        ["nvcc", "-c", "-O3", "-std=c++17", f"-arch={arch}", "-DWS3D_WITH_CUDA", *DEFINES, str(_ext.SOURCES / source),
          "-o", str(tmp_path / "kernel.o")],
         capture_output=True, text=True,
     )
@@ -92,7 +93,8 @@ def test_cuda_binding_compiles_against_the_torch_headers(tmp_path):
     (tmp_path / "c10" / "cuda" / "impl" / "cuda_cmake_macros.h").write_text("")
     includes = [f"-I{p}" for p in (*include_paths(), tmp_path, sysconfig.get_paths()["include"], _ext.SOURCES)]
     result = subprocess.run(
-        ["nvcc", "-x", "c++", "-std=c++17", "-Xcompiler", "-fsyntax-only", "-c", "-DWS3D_WITH_CUDA", *includes,
+        ["nvcc", "-x", "c++", "-std=c++17", "-Xcompiler", "-fsyntax-only", "-c", "-DWS3D_WITH_CUDA", *DEFINES,
+         *includes,
          str(_ext.SOURCES / "binding.cpp"), "-o", str(tmp_path / "binding.o")],
         capture_output=True, text=True,
     )  # fmt: skip

@@ -12,8 +12,12 @@
 
 namespace ws3d {
 
-constexpr double kProcrustesRelTol = 1e-5;  // s2 + d s3 <= tol * s1: rotation undetermined
-constexpr int kJacobiSweeps = 8;            // cyclic Jacobi on 4x4 converges quadratically
+// Defined once, in ws3d/ops/_constants.py, and passed by the build as -D definitions.
+#if !defined(WS3D_PROCRUSTES_REL_TOL) || !defined(WS3D_JACOBI_SWEEPS)
+#error "build with the -D definitions of ws3d/ops/_constants.py (DEFINES)"
+#endif
+constexpr double kProcrustesRelTol = WS3D_PROCRUSTES_REL_TOL;  // s2 + d s3 <= tol * s1: rotation undetermined
+constexpr int kJacobiSweeps = WS3D_JACOBI_SWEEPS;              // cyclic Jacobi sweeps on Horn's 4x4
 
 template <typename T>
 struct CrossCovariance {

@@ -7,7 +7,11 @@
 
 namespace ws3d {
 
-constexpr double kReconstructEps = 1e-12;  // a <= eps: coincident reference joints
+// Defined once, in ws3d/ops/_constants.py, and passed by the build as a -D definition.
+#ifndef WS3D_RECONSTRUCT_EPS
+#error "build with the -D definitions of ws3d/ops/_constants.py (DEFINES)"
+#endif
+constexpr double kReconstructEps = WS3D_RECONSTRUCT_EPS;  // a <= eps: coincident reference joints
 
 template <typename T>
 WS3D_HD void invert3x3(const T* K, T* inv) {

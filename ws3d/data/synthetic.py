@@ -35,7 +35,7 @@ from ws3d.camera import affine_to_3x3, project, transform_points, world_to_camer
 from ws3d.data.poses import ACTIVITIES, make_subject, sample_person
 from ws3d.data.render import background, draw_person, occlude
 from ws3d.data.rigs import RIGS, sample_rig
-from ws3d.data.transforms import crop_affine
+from ws3d.data.transforms import crop_affine, inside_crop, person_box
 from ws3d.errors import InputError, MissingFileError, read_input
 from ws3d.progress import progress_bar
 from ws3d.skeleton import JOINTS, NUM_JOINTS
@@ -45,7 +45,6 @@ _SPLIT_CODE = {"2d": 1, "mv": 2, "test": 3}
 TRAIN_SUBJECTS = range(0, 200)  # 2d and mv draw from these ...
 TEST_SUBJECTS = range(100_000, 100_040)  # ... and test from these, so test people are unseen
 FORMAT_VERSION = 1
-PERSON_FRACTION = 0.75  # the person's extent covers this fraction of the crop side
 FIELDS = {  # name: (shape after N, dtype), for every split; MV_FIELDS only for mv
     "image": (None, np.uint8), "K": ((3, 3), np.float32), "uv": ((NUM_JOINTS, 2), np.float32),
     "vis": ((NUM_JOINTS,), np.uint8), "joints_cam": ((NUM_JOINTS, 3), np.float32),
@@ -124,9 +123,7 @@ def render_group(cfg: SynthConfig, group: int, views: int, rig: str, only_view: 
         vrng = np.random.default_rng([cfg.seed, code, group, v + 1])
         joints_cam = world_to_camera(world, R[v], t[v])
         uv_full = project(joints_cam, K_full[v])
-        lo, hi = uv_full.min(0), uv_full.max(0)
-        side = 1.1 * (hi - lo).max() / PERSON_FRACTION  # 1.1: skin and shoes reach past the joints
-        centre = (lo + hi) / 2
+        centre, side = person_box(uv_full, np.ones(NUM_JOINTS))
         if vrng.random() < cfg.truncation:
             angle = vrng.uniform(0, 2 * np.pi)
             centre = centre + vrng.uniform(0.2, 0.4) * side * np.array([np.cos(angle), np.sin(angle)])
@@ -135,7 +132,7 @@ def render_group(cfg: SynthConfig, group: int, views: int, rig: str, only_view: 
         uv = transform_points(A, uv_full)
         image = background(cfg.size, vrng)
         draw_person(image, joints_cam, K, subject, R[v] @ light, ambient)
-        vis = ((uv >= 0) & (uv <= cfg.size - 1)).all(1)
+        vis = inside_crop(uv, cfg.size)
         if vrng.random() < cfg.occlusion:
             covered = occlude(image, uv, vrng)
             px = np.clip(np.round(uv).astype(int), 0, cfg.size - 1)

@@ -18,6 +18,7 @@ from ws3d.errors import InputError
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+PERSON_FRACTION = 0.75  # the person's extent covers this fraction of the crop side
 
 
 def crop_affine(centre, side: float, out_size: int, rotation_deg: float = 0.0) -> np.ndarray:
@@ -32,7 +33,7 @@ def crop_affine(centre, side: float, out_size: int, rotation_deg: float = 0.0) -
     return np.concatenate([M, offset[:, None]], axis=1)
 
 
-def person_box(uv: np.ndarray, vis: np.ndarray, fraction: float = 0.75) -> tuple[np.ndarray, float]:
+def person_box(uv: np.ndarray, vis: np.ndarray, fraction: float = PERSON_FRACTION) -> tuple[np.ndarray, float]:
     """Centre (2,) and side of a square box in which the labelled joints span ``fraction``.
 
     uv: (J, 2); vis: (J,). Skin and shoes reach ~10 % past the joints, hence the 1.1.
@@ -42,6 +43,12 @@ def person_box(uv: np.ndarray, vis: np.ndarray, fraction: float = 0.75) -> tuple
         raise InputError(f"need at least 2 labelled joints to place a crop, got {len(pts)}")
     lo, hi = pts.min(0), pts.max(0)
     return (lo + hi) / 2, max(1.1 * float((hi - lo).max()) / fraction, 1.0)
+
+
+def inside_crop(uv: np.ndarray, size: int) -> np.ndarray:
+    """(J,) bool: which of the crop-pixel points uv (J, 2) lie inside a size x size crop
+    (pixel centres 0..size-1). A joint outside its crop is never labelled visible."""
+    return ((uv >= 0) & (uv <= size - 1)).all(-1)
 
 
 def warp_sample(sample: dict, A: np.ndarray, out_size: int) -> dict:
@@ -54,9 +61,8 @@ def warp_sample(sample: dict, A: np.ndarray, out_size: int) -> dict:
     out["image"] = cv2.warpAffine(sample["image"], A, (out_size, out_size), flags=cv2.INTER_LINEAR,
                                   borderMode=cv2.BORDER_CONSTANT)  # fmt: skip
     uv = transform_points(A, sample["uv"].astype(np.float64))
-    inside = ((uv >= 0) & (uv <= out_size - 1)).all(-1)
     out["uv"] = uv.astype(np.float32)
-    out["vis"] = (np.asarray(sample["vis"]).astype(bool) & inside).astype(np.uint8)
+    out["vis"] = (np.asarray(sample["vis"]).astype(bool) & inside_crop(uv, out_size)).astype(np.uint8)
     if "K" in sample:
         out["K"] = (affine_to_3x3(A) @ sample["K"].astype(np.float64)).astype(np.float32)
     return out

@@ -22,13 +22,15 @@ from types import ModuleType
 
 import torch
 
+from ._constants import DEFINES
+
 # Inside the package (package data), so that a wheel or a non-editable install builds them too.
 SOURCES = Path(__file__).resolve().parents[1] / "csrc"
 CPU_SOURCES = ["binding.cpp", "softargmax_cpu.cpp", "reconstruct_cpu.cpp", "procrustes_cpu.cpp"]
 CUDA_SOURCES = ["softargmax_cuda.cu", "reconstruct_cuda.cu", "procrustes_cuda.cu"]
 # -fno-math-errno lets sqrt and the hand-written exp vectorise; -ffast-math is avoided
 # on purpose: the ops promise exact -inf and NaN behaviour.
-CFLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno"]
+CFLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", *DEFINES]
 
 _module: ModuleType | None = None
 _failure: str | None = None
@@ -94,7 +96,7 @@ def build(verbose: bool = False) -> ModuleType:
         build_directory=str(build_directory),
         sources=sources,
         extra_cflags=CFLAGS + (["-DWS3D_WITH_CUDA"] if cuda else []),
-        extra_cuda_cflags=["-O3", "-DWS3D_WITH_CUDA"],
+        extra_cuda_cflags=["-O3", "-DWS3D_WITH_CUDA", *DEFINES],
         extra_ldflags=["-fopenmp"],
         verbose=verbose,
     )

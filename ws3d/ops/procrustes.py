@@ -15,7 +15,7 @@ matrix N built from H, found by cyclic Jacobi sweeps. The eigenvalues of N are
 still gives det R = +1) and trace(diag(1, 1, d) S) is N's largest eigenvalue.
 
 The rotation is unique iff s2 + d s3 > 0 (the gap between N's two largest
-eigenvalues); ``valid`` is False where that gap is below ``REL_TOL * s1`` (collinear or
+eigenvalues); ``valid`` is False where that gap is below ``PROCRUSTES_REL_TOL * s1`` (collinear or
 coincident points, fewer than three points with weight), where every weight is 0, or
 where a row holds NaN or inf. Every invalid row gets the same defined result on every
 backend: R = I, s = 1 and t = Ybar - Xbar (t = 0 for a row with NaN or inf). Without
@@ -47,13 +47,12 @@ from ._backend import (
     triton,
     triton_accumulation_dtype,
 )
+from ._constants import JACOBI_SWEEPS, PROCRUSTES_REL_TOL
 from ._ext import native
 from ._validate import check_float_tensor, check_same_dtype_device, value_checks_active
 
 __all__ = ["weighted_procrustes", "weighted_procrustes_reference"]
 
-REL_TOL = 1e-5  # s2 + d s3 below REL_TOL * s1 leaves the rotation undetermined
-JACOBI_SWEEPS = 8  # cyclic Jacobi on 4x4 converges quadratically; 8 sweeps reach float64
 
 
 # --------------------------------------------------------------------------- reference
@@ -100,7 +99,7 @@ def weighted_procrustes_reference(
     V = Vh.transpose(-1, -2)
     d = torch.where(torch.linalg.det(V @ U.transpose(-1, -2)) < 0, -1.0, 1.0).to(acc)
     D = torch.diag_embed(torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1))
-    valid = finite & (total > 0) & (S[:, 1] + d * S[:, 2] > REL_TOL * S[:, 0])
+    valid = finite & (total > 0) & (S[:, 1] + d * S[:, 2] > PROCRUSTES_REL_TOL * S[:, 0])
     eye = torch.eye(3, dtype=acc, device=X.device)
     R = torch.where(valid[:, None, None], V @ D @ U.transpose(-1, -2), eye)
     s = torch.ones_like(total)
@@ -489,7 +488,7 @@ def _triton_forward(X: Tensor, Y: Tensor, w: Tensor, scale: bool):
     with on_device_of(X):
         _procrustes_kernel[(triton.cdiv(N, block_n),)](
             X, Y, w, R, t, s, valid, N, J, *X.stride(), *Y.stride(), *w.stride(),
-            SCALE=scale, ACC=triton_accumulation_dtype(X.dtype), REL_TOL=REL_TOL,
+            SCALE=scale, ACC=triton_accumulation_dtype(X.dtype), REL_TOL=PROCRUSTES_REL_TOL,
             SWEEPS=JACOBI_SWEEPS, BLOCK_N=block_n, BLOCK_J=block_j,
         )
     return R, t, s, valid

@@ -35,6 +35,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ws3d.skeleton import REFERENCE_BONE
+
 from ._backend import (
     HAS_TRITON,
     accumulation_dtype,
@@ -45,12 +47,12 @@ from ._backend import (
     triton,
     triton_accumulation_dtype,
 )
+from ._constants import RECONSTRUCT_EPS
 from ._ext import native
 from ._validate import check_dim, check_float_tensor, check_no_nan, check_same_dtype_device
 
 __all__ = ["reconstruct_3d", "reconstruct_3d_reference"]
 
-EPS = 1e-12  # a = |x~_k - x~_l|^2 below this means coincident reference joints
 
 
 # --------------------------------------------------------------------------- reference
@@ -63,18 +65,18 @@ def _root_depth(a: Tensor, b: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor
     unselected side of a ``where`` cannot leak NaN.
     """
     disc = b * b - a * c
-    valid = (disc >= 0) & (a > EPS)
+    valid = (disc >= 0) & (a > RECONSTRUCT_EPS)
     s = torch.sqrt(torch.where(valid, disc, torch.ones_like(disc)))
-    a_safe = torch.where(a > EPS, a, torch.ones_like(a))
+    a_safe = torch.where(a > RECONSTRUCT_EPS, a, torch.ones_like(a))
     # (-b + s) / a cancels when b > 0; c / (-b - s) is the same root without cancellation.
     den = torch.where(b > 0, -b - s, -torch.ones_like(b))
     far = torch.where(b > 0, c / den, (-b + s) / a_safe)
-    fallback = torch.where(a > EPS, -b / a_safe, torch.zeros_like(a)).detach()
+    fallback = torch.where(a > RECONSTRUCT_EPS, -b / a_safe, torch.zeros_like(a)).detach()
     return torch.where(valid, far, fallback), valid, s
 
 
 def reconstruct_3d_reference(
-    uv: Tensor, z: Tensor, K: Tensor, ref: tuple[int, int] = (8, 0)
+    uv: Tensor, z: Tensor, K: Tensor, ref: tuple[int, int] = REFERENCE_BONE
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Pure-PyTorch reconstruct_3d, differentiable by autograd; the tests' ground truth.
 
@@ -170,30 +172,32 @@ if HAS_TRITON:
         return tl.where(valid, far, fallback), valid, s
 
     @triton.jit
-    def _reconstruct_setup(
-        uv_ptr, z_ptr, K_ptr, pid, B, J, k, l,
-        uv_sb, uv_sj, uv_sc, z_sb, z_sj, K_sb, K_sr, K_sc,
-        ACC: tl.constexpr, EPS: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_J: tl.constexpr,
-    ):
-        """Shared by forward and backward: the tile's rays, depths and root depth."""
+    def _tile_of(pid, B, J, BLOCK_B: tl.constexpr, BLOCK_J: tl.constexpr):
+        """This program's rows (int64) and joints, and their masks."""
         rows = pid * BLOCK_B + tl.arange(0, BLOCK_B)
         joints = tl.arange(0, BLOCK_J)
         row_ok = rows < B
-        tile_ok = row_ok[:, None] & (joints < J)[None, :]
-        rows64 = rows.to(tl.int64)
-        i00, i01, i02, i10, i11, i12, i20, i21, i22 = _load_inverse_intrinsics(
-            K_ptr, rows64, row_ok, K_sb, K_sr, K_sc, ACC
-        )
-        uv_at = uv_ptr + rows64[:, None] * uv_sb + joints[None, :] * uv_sj
+        return rows.to(tl.int64), row_ok, joints, row_ok[:, None] & (joints < J)[None, :]
+
+    @triton.jit
+    def _rays(uv_ptr, z_ptr, rows, joints, tile_ok, uv_sb, uv_sj, uv_sc, z_sb, z_sj,
+              i00, i01, i02, i10, i11, i12, i20, i21, i22, ACC: tl.constexpr):  # fmt: skip
+        """The tile's rays x~ = K^-1 [u, v, 1]^T and relative depths z."""
+        uv_at = uv_ptr + rows[:, None] * uv_sb + joints[None, :] * uv_sj
         u = tl.load(uv_at, mask=tile_ok, other=0.0).to(ACC)
         v = tl.load(uv_at + uv_sc, mask=tile_ok, other=0.0).to(ACC)
-        zz = tl.load(z_ptr + rows64[:, None] * z_sb + joints[None, :] * z_sj, mask=tile_ok, other=0.0).to(ACC)
+        zz = tl.load(z_ptr + rows[:, None] * z_sb + joints[None, :] * z_sj, mask=tile_ok, other=0.0).to(ACC)
         x0 = i00[:, None] * u + i01[:, None] * v + i02[:, None]
         x1 = i10[:, None] * u + i11[:, None] * v + i12[:, None]
         x2 = i20[:, None] * u + i21[:, None] * v + i22[:, None]
+        return x0, x1, x2, zz
+
+    @triton.jit
+    def _reference_bone(x0, x1, x2, zz, joints, k, l):
+        """Masks of the reference joints k, l, and their rays and depths, picked out of the
+        tile by masked row sums."""
         is_k = (joints == k)[None, :]
         is_l = (joints == l)[None, :]
-        # Pick the reference joints out of the tile by masked row sums.
         xk0 = tl.sum(tl.where(is_k, x0, 0.0), 1)
         xk1 = tl.sum(tl.where(is_k, x1, 0.0), 1)
         xk2 = tl.sum(tl.where(is_k, x2, 0.0), 1)
@@ -202,15 +206,19 @@ if HAS_TRITON:
         xl2 = tl.sum(tl.where(is_l, x2, 0.0), 1)
         zk = tl.sum(tl.where(is_k, zz, 0.0), 1)
         zl = tl.sum(tl.where(is_l, zz, 0.0), 1)
+        return is_k, is_l, xk0, xk1, xk2, xl0, xl1, xl2, zk, zl
+
+    @triton.jit
+    def _bone_root_depth(xk0, xk1, xk2, xl0, xl1, xl2, zk, zl, EPS: tl.constexpr):
+        """d = x~_k - x~_l, e = z_k x~_k - z_l x~_l, and the root depth that makes the bone
+        (z_root d + e) unit length, its validity and s = sqrt(disc)."""
         d0, d1, d2 = xk0 - xl0, xk1 - xl1, xk2 - xl2
         e0, e1, e2 = zk * xk0 - zl * xl0, zk * xk1 - zl * xl1, zk * xk2 - zl * xl2
         a = d0 * d0 + d1 * d1 + d2 * d2
         b = d0 * e0 + d1 * e1 + d2 * e2
         c = e0 * e0 + e1 * e1 + e2 * e2 - 1.0
         z_root, valid, s = _root_depth_kernel_part(a, b, c, EPS)
-        return (rows64, row_ok, joints, tile_ok, is_k, is_l, i00, i01, i10, i11, i20, i21,
-                x0, x1, x2, zz, xk0, xk1, xk2, xl0, xl1, xl2, zk, zl, d0, d1, d2, e0, e1, e2,
-                z_root, valid, s)
+        return d0, d1, d2, e0, e1, e2, z_root, valid, s
 
     @triton.jit
     def _reconstruct_fwd_kernel(
@@ -218,12 +226,13 @@ if HAS_TRITON:
         uv_sb, uv_sj, uv_sc, z_sb, z_sj, K_sb, K_sr, K_sc,
         ACC: tl.constexpr, EPS: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_J: tl.constexpr,
     ):
-        (rows, row_ok, joints, tile_ok, _k, _l, _i00, _i01, _i10, _i11, _i20, _i21,
-         x0, x1, x2, zz, _xk0, _xk1, _xk2, _xl0, _xl1, _xl2, _zk, _zl, _d0, _d1, _d2,
-         _e0, _e1, _e2, z_root, valid, _s) = _reconstruct_setup(
-            uv_ptr, z_ptr, K_ptr, tl.program_id(0), B, J, k, l,
-            uv_sb, uv_sj, uv_sc, z_sb, z_sj, K_sb, K_sr, K_sc, ACC, EPS, BLOCK_B, BLOCK_J,
-        )
+        rows, row_ok, joints, tile_ok = _tile_of(tl.program_id(0), B, J, BLOCK_B, BLOCK_J)
+        i00, i01, i02, i10, i11, i12, i20, i21, i22 = _load_inverse_intrinsics(
+            K_ptr, rows, row_ok, K_sb, K_sr, K_sc, ACC)
+        x0, x1, x2, zz = _rays(uv_ptr, z_ptr, rows, joints, tile_ok, uv_sb, uv_sj, uv_sc, z_sb, z_sj,
+                               i00, i01, i02, i10, i11, i12, i20, i21, i22, ACC)  # fmt: skip
+        _, _, xk0, xk1, xk2, xl0, xl1, xl2, zk, zl = _reference_bone(x0, x1, x2, zz, joints, k, l)
+        _, _, _, _, _, _, z_root, valid, _ = _bone_root_depth(xk0, xk1, xk2, xl0, xl1, xl2, zk, zl, EPS)
         depth = z_root[:, None] + zz
         out_ty = P_ptr.dtype.element_ty
         P_at = P_ptr + (rows[:, None] * J + joints[None, :]) * 3
@@ -240,12 +249,13 @@ if HAS_TRITON:
         uv_sb, uv_sj, uv_sc, z_sb, z_sj, K_sb, K_sr, K_sc,
         ACC: tl.constexpr, EPS: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_J: tl.constexpr,
     ):
-        (rows, row_ok, joints, tile_ok, is_k, is_l, i00, i01, i10, i11, i20, i21,
-         x0, x1, x2, zz, xk0, xk1, xk2, xl0, xl1, xl2, zk, zl, d0, d1, d2,
-         e0, e1, e2, z_root, valid, s) = _reconstruct_setup(
-            uv_ptr, z_ptr, K_ptr, tl.program_id(0), B, J, k, l,
-            uv_sb, uv_sj, uv_sc, z_sb, z_sj, K_sb, K_sr, K_sc, ACC, EPS, BLOCK_B, BLOCK_J,
-        )
+        rows, row_ok, joints, tile_ok = _tile_of(tl.program_id(0), B, J, BLOCK_B, BLOCK_J)
+        i00, i01, i02, i10, i11, i12, i20, i21, i22 = _load_inverse_intrinsics(
+            K_ptr, rows, row_ok, K_sb, K_sr, K_sc, ACC)
+        x0, x1, x2, zz = _rays(uv_ptr, z_ptr, rows, joints, tile_ok, uv_sb, uv_sj, uv_sc, z_sb, z_sj,
+                               i00, i01, i02, i10, i11, i12, i20, i21, i22, ACC)  # fmt: skip
+        is_k, is_l, xk0, xk1, xk2, xl0, xl1, xl2, zk, zl = _reference_bone(x0, x1, x2, zz, joints, k, l)
+        d0, d1, d2, e0, e1, e2, z_root, valid, s = _bone_root_depth(xk0, xk1, xk2, xl0, xl1, xl2, zk, zl, EPS)
         g_at = g_P_ptr + rows[:, None] * g_P_sb + joints[None, :] * g_P_sj
         gp0 = tl.load(g_at, mask=tile_ok, other=0.0).to(ACC)
         gp1 = tl.load(g_at + g_P_sc, mask=tile_ok, other=0.0).to(ACC)
@@ -289,7 +299,7 @@ def _triton_forward(uv: Tensor, z: Tensor, K: Tensor, k: int, l: int):
     with on_device_of(uv):
         _reconstruct_fwd_kernel[(triton.cdiv(B, block_b),)](
             uv, z, K, P, z_root, valid, B, J, k, l, *uv.stride(), *z.stride(), *K.stride(),
-            ACC=triton_accumulation_dtype(uv.dtype), EPS=EPS, BLOCK_B=block_b, BLOCK_J=block_j,
+            ACC=triton_accumulation_dtype(uv.dtype), EPS=RECONSTRUCT_EPS, BLOCK_B=block_b, BLOCK_J=block_j,
         )
     return P, z_root, valid
 
@@ -303,7 +313,7 @@ def _triton_backward(g_P, g_root, uv, z, K, k: int, l: int):
         _reconstruct_bwd_kernel[(triton.cdiv(B, block_b),)](
             g_P, g_root, uv, z, K, g_uv, g_z, B, J, k, l, *g_P.stride(), *g_root.stride(),
             *uv.stride(), *z.stride(), *K.stride(),
-            ACC=triton_accumulation_dtype(uv.dtype), EPS=EPS, BLOCK_B=block_b, BLOCK_J=block_j,
+            ACC=triton_accumulation_dtype(uv.dtype), EPS=RECONSTRUCT_EPS, BLOCK_B=block_b, BLOCK_J=block_j,
         )
     return g_uv, g_z
 
@@ -389,7 +399,7 @@ _reconstruct_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 def reconstruct_3d(
-    uv: Tensor, z: Tensor, K: Tensor, ref: tuple[int, int] = (8, 0)
+    uv: Tensor, z: Tensor, K: Tensor, ref: tuple[int, int] = REFERENCE_BONE
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Absolute, scale-normalised 3D pose from a 2.5D pose, in closed form.
 
@@ -401,8 +411,8 @@ def reconstruct_3d(
         z: (B, J) relative depths (Z_j - Z_root) / s, positive = farther than the root.
         K: (B, 3, 3) or (3, 3) intrinsics that map camera coordinates to those pixels.
             K gets no gradient.
-        ref: (k, l) the reference bone of unit length; (8, 0) = neck-pelvis in the
-            Human3.6M 17-joint order.
+        ref: (k, l) the reference bone of unit length; the default
+            ``ws3d.skeleton.REFERENCE_BONE`` = (8, 0), neck-pelvis in the Human3.6M 17-joint order.
 
     Returns:
         P: (B, J, 3) camera-frame pose in units of s (multiply by s for millimetres).
