@@ -88,7 +88,12 @@ def test_record_files_read_their_images_lazily(record_files):
     mpii, h36m = open_records(record_files[0]), open_records(record_files[1], multi_view=True)
     assert len(mpii) == len(MPII_SIZES) and len(h36m) == FRAMES * CAMERAS - 1
     assert [mpii[i]["image"].shape[:2] for i in range(len(mpii))] == MPII_SIZES
-    assert np.isnan(mpii.arrays["K"]).all() and np.isfinite(h36m.arrays["K"]).all()
+    # MPII has no intrinsics: decided when the record set is made, a nominal camera of each
+    # person box (focal = the box side, principal point = its centre) and has_K False.
+    assert not mpii.arrays["has_K"].any() and h36m.arrays["has_K"].all()
+    for K, (cx, cy), side in zip(mpii.arrays["K"], mpii.arrays["centre"], mpii.arrays["side"], strict=True):
+        np.testing.assert_allclose(K, [[side, 0, cx], [0, side, cy], [0, 0, 1]], rtol=1e-6)
+    assert np.isfinite(h36m.arrays["K"]).all()
     assert h36m.arrays["group"].tolist() == [0] * 4 + [1] * 3 + [2] * 4
     with pytest.raises(ValueError, match="field 'group' is missing"):
         open_records(record_files[0], multi_view=True)

@@ -35,11 +35,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ws3d import multiview
-from ws3d.camera import intrinsics
 from ws3d.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ws3d.config import Config, resume_conflicts
 from ws3d.data.records import open_records
 from ws3d.data.sampling import MixedBatchSampler, MixedDataset, collate_mixed, group_indices
+from ws3d.data.schema import names
 from ws3d.data.synthetic import ShardDataset
 from ws3d.data.transforms import PoseTransform
 from ws3d.errors import InputError
@@ -68,7 +68,7 @@ class Unlabelled(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         sample = dict(self.views[i])
-        for k in ("joints_cam", "t") + (() if self.extrinsics else ("R", "extrinsics_known")):
+        for k in names("3d") + (() if self.extrinsics else names("extrinsics")):
             sample.pop(k, None)
         J = sample["uv"].shape[0]
         sample["uv"] = self.uv[i] if self.uv is not None else np.zeros((J, 2), np.float32)
@@ -238,17 +238,10 @@ def compute_losses(model, batch: dict, cfg: Config, device: torch.device) -> tup
     images = torch.cat([p["image"] for p in parts]).to(device, non_blocking=True)
     L = cfg.loss
     paper = mv is not None and cfg.train.stage == "weak" and L.objective == "paper"
-    K = None
     n = len(two_d["image"]) if two_d is not None else 0
-    if paper:  # only L_MC and L_B need the 3D poses
-        K = torch.cat([p["K"] for p in parts]).to(device)
-        if n:
-            # The 2D images' poses are never used, but the lifting runs on the whole batch and
-            # refuses a NaN K (MPII has none): give such images a nominal camera of the crop.
-            side = images.shape[-1]
-            nominal = torch.as_tensor(intrinsics(side, side, side / 2, side / 2), dtype=K.dtype, device=device)
-            unknown = ~torch.isfinite(K).all((-2, -1)) & (torch.arange(len(K), device=device) < n)
-            K = torch.where(unknown[:, None, None], nominal, K)
+    # Only L_MC and L_B need the 3D poses. A source without intrinsics (MPII) brings a
+    # nominal camera (has_K False, ws3d.data.records.with_cameras): its poses are never used.
+    K = torch.cat([p["K"] for p in parts]).to(device) if paper else None
     autocast = torch.autocast("cuda", dtype=_amp_dtype(), enabled=device.type == "cuda" and cfg.train.amp)
     with autocast:
         out = model(images, K)

@@ -245,8 +245,12 @@ def test_mpii_errors(tmp_path):
         load_mpii(tmp_path / "bad.json")
     with pytest.raises(FileNotFoundError, match="missing.json"):
         load_mpii(tmp_path / "missing.json")
+    record = {"image": np.array(["images/zz.jpg"]), "K": np.eye(3)[None], "centre": np.zeros((1, 2)),
+              "side": np.ones(1)}  # fmt: skip
     with pytest.raises(FileNotFoundError, match="images/zz.jpg"):
-        RecordDataset({"image": np.array(["images/zz.jpg"])}, tmp_path)[0]
+        RecordDataset(record, tmp_path)[0]
+    with pytest.raises(ValueError, match="field 'K' is missing"):
+        RecordDataset({"image": record["image"]}, tmp_path)
 
 
 def test_joint_maps_are_built_by_name_and_lose_nothing():

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from ws3d.camera import intrinsics, project, world_to_camera
-from ws3d.data.records import joint_map, remap_joints, require, require_file
+from ws3d.data.records import joint_map, remap_joints, require_file
+from ws3d.data.schema import require
 from ws3d.errors import InputError, read_input
 
 # learnable-triangulation's joint order (ws3d names: "neck" is the thorax, "head" the head top).

@@ -22,7 +22,8 @@ import numpy as np
 import scipy.io
 
 from ws3d.camera import intrinsics
-from ws3d.data.records import box_of, joint_map, remap_joints, require, require_file
+from ws3d.data.records import box_of, joint_map, remap_joints, require_file
+from ws3d.data.schema import require
 from ws3d.errors import InputError, read_input
 
 # The 28 training joints in ws3d names: 3DHP's "spine (H36M)" is "spine", its "neck" the

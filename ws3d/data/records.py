@@ -1,15 +1,14 @@
 """The common form every real-data loader returns, and the dataset that reads its images.
 
-A record set is a dict of numpy arrays with N rows (J = 17, Human3.6M order):
+A record set is a dict of numpy arrays with N rows, the fields that
+:mod:`ws3d.data.schema` lists for ``records``: ``image`` (N,) str paths relative to the
+data set root, ``uv``, ``vis`` (0 for joints the data set lacks or does not label), the
+person box ``centre`` / ``side``, ``K`` and ``has_K``, ``joints_cam`` (NaN where unknown),
+and for multi-view sets ``group``, ``R``, ``t`` and ``extrinsics_known``.
 
-- ``image`` (N,) str, paths relative to the data set root;
-- ``uv`` (N, J, 2) full-image pixels and ``vis`` (N, J) uint8 (0 for joints the data
-  set lacks or does not label);
-- ``centre`` (N, 2) and ``side`` (N,): the square person box in pixels;
-- ``K`` (N, 3, 3) intrinsics, NaN where unknown (MPII);
-- ``joints_cam`` (N, J, 3) mm, camera coordinates, NaN where unknown;
-- multi-view sets add ``group`` (N,), ``R`` (N, 3, 3), ``t`` (N, 3) world-to-camera
-  (mm) and ``extrinsics_known`` (N,).
+Unknown intrinsics are decided here, once: a loader leaves K NaN where its source has
+none (MPII), and :func:`with_cameras` (run on every record set a RecordDataset wraps or
+save_records writes) sets ``has_K`` False there and puts a nominal camera in K.
 
 A record-set file (:func:`save_records`, ``ws3d data records``) is an .npz of those
 arrays plus ``root``, the folder the image paths are relative to; the trainer and
@@ -25,6 +24,8 @@ import cv2
 import numpy as np
 import torch
 
+from ws3d.camera import intrinsics
+from ws3d.data.schema import RECORDS, check_stored, require
 from ws3d.data.transforms import person_box
 from ws3d.errors import InputError, MissingFileError
 from ws3d.skeleton import JOINTS, NUM_JOINTS
@@ -56,24 +57,6 @@ def box_of(uv: np.ndarray, vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.array([c for c, _ in boxes], np.float32).reshape(-1, 2), np.array([s for _, s in boxes], np.float32)
 
 
-def require(arrays, fields: dict[str, tuple | None], where: str | os.PathLike) -> None:
-    """Check that ``arrays`` (dict, npz or loaded .mat) has each field with the given trailing shape.
-
-    fields: name -> trailing shape (None in a slot matches any size), or None to check
-    only that the field exists. Raises InputError naming the file and the field.
-    """
-    for name, tail in fields.items():
-        if name not in arrays:
-            raise InputError(f"{where}: field {name!r} is missing")
-        if tail is None:
-            continue
-        shape = np.shape(arrays[name])
-        ok = len(shape) == len(tail) + 1 and all(t is None or s == t for s, t in zip(shape[1:], tail, strict=True))
-        if not ok:
-            want = "(N" + "".join(f", {'*' if t is None else t}" for t in tail) + ")"
-            raise InputError(f"{where}: field {name!r} has shape {shape}, expected {want}")
-
-
 def require_file(path: Path) -> Path:
     if not path.is_file():
         raise MissingFileError(f"{path}: no such file")
@@ -89,7 +72,7 @@ class RecordDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, records: dict[str, np.ndarray], root: str | os.PathLike):
-        self.arrays, self.root = records, Path(root)
+        self.arrays, self.root = with_cameras(records), Path(root)
 
     def __len__(self) -> int:
         return len(self.arrays["image"])
@@ -104,16 +87,22 @@ class RecordDataset(torch.utils.data.Dataset):
         return sample
 
 
-RECORD_FIELDS = {"image": (), "uv": (NUM_JOINTS, 2), "vis": (NUM_JOINTS,), "centre": (2,), "side": (),
-                 "K": (3, 3), "joints_cam": (NUM_JOINTS, 3)}  # fmt: skip
-MULTIVIEW_FIELDS = {"group": (), "R": (3, 3), "t": (3,), "extrinsics_known": ()}
-
-
-def _check_rows(records: dict[str, np.ndarray], where: str | os.PathLike) -> None:
-    n = len(records["image"])
-    for key, value in records.items():
-        if len(value) != n:
-            raise InputError(f"{where}: field {key!r} has {len(value)} rows but 'image' has {n}")
+def with_cameras(records: dict[str, np.ndarray], where: str | os.PathLike = "record set") -> dict[str, np.ndarray]:
+    """The record set with ``has_K`` (False where K is not finite, unless the set says so
+    already) and, where has_K is False, a nominal camera for the person box in K: focal
+    length = the box side, principal point = the box centre, so that the crop's K is a
+    ~53 degree field of view centred on the crop. The ops refuse NaN, and a pose lifted
+    with a nominal camera is only ever a stand-in (has_K says so)."""
+    require(records, {"image": (), "K": (3, 3), "centre": (2,), "side": ()}, where)
+    out = dict(records)
+    K = np.asarray(records["K"], np.float32)
+    has_K = np.asarray(records["has_K"], bool) if "has_K" in records else np.isfinite(K).all((1, 2))
+    if not has_K.all():
+        centre, side = np.asarray(records["centre"], np.float64), np.asarray(records["side"], np.float64)
+        nominal = np.stack([intrinsics(s, s, cx, cy) for s, (cx, cy) in zip(side, centre, strict=True)])
+        K = np.where(has_K[:, None, None], K, nominal.reshape(-1, 3, 3)).astype(np.float32)
+    out["K"], out["has_K"] = K, has_K
+    return out
 
 
 def concat_records(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -133,8 +122,8 @@ def concat_records(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 def save_records(path: str | os.PathLike, records: dict[str, np.ndarray], root: str | os.PathLike) -> None:
     """Write a record set and its image root (stored absolute) to an .npz, atomically."""
     path, root = Path(path), Path(root).resolve()
-    require(records, RECORD_FIELDS, path)
-    _check_rows(records, path)
+    records = with_cameras(records, path)
+    check_stored(records, RECORDS, "group" in records, path)
     if not root.is_dir():
         raise MissingFileError(f"{root}: no such folder (the images' root)")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -146,14 +135,16 @@ def save_records(path: str | os.PathLike, records: dict[str, np.ndarray], root: 
 def open_records(path: str | os.PathLike, multi_view: bool = False) -> RecordDataset:
     """The :class:`RecordDataset` of a file written by :func:`save_records`. Missing or
     misshapen fields (``multi_view``: also group, R, t, extrinsics_known) raise InputError
-    naming the file and the field."""
+    naming the file and the field. A file from before ``has_K`` gets it from K."""
     path = require_file(Path(path))
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
     except (ValueError, OSError) as error:
         raise InputError(f"{path}: not a record-set .npz ({error})") from None
-    require(arrays, {"root": None, **RECORD_FIELDS, **(MULTIVIEW_FIELDS if multi_view else {})}, path)
+    if "root" not in arrays:
+        raise InputError(f"{path}: field 'root' is missing")
     root = str(arrays.pop("root"))
-    _check_rows(arrays, path)
+    arrays = with_cameras(arrays, path)
+    check_stored(arrays, RECORDS, multi_view, path)
     return RecordDataset(arrays, root)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler, default_collate
 
+from ws3d.data.schema import FIELDS
 from ws3d.errors import InputError
 
 
@@ -142,7 +143,12 @@ def collate_mixed(items: list[dict]) -> dict:
     """Batch items of a :class:`MixedDataset` into ``{"2d": batch or None, "mv": batch or None}``.
 
     The multi-view batch adds ``view_group`` (M,) (0..G-1 in batch order) and ``pairs`` (P, 2).
+    A field that :data:`ws3d.data.schema.FIELDS` does not list is refused (a new field is
+    described there first).
     """
+    unknown = sorted({k for it in items for k in it} - FIELDS.keys())
+    if unknown:
+        raise InputError(f"sample fields not in ws3d.data.schema.FIELDS: {', '.join(unknown)}")
     out = {}
     for name, source in (("2d", 0), ("mv", 1)):
         chosen = [{k: v for k, v in it.items() if k != "source"} for it in items if it["source"] == source]

@@ -9,12 +9,11 @@ seed, the split and i, so any worker can render any image):
   training may use the extrinsics (h36m: yes, orbit: no);
 - ``test``: single images with 3D ground truth of subjects never used for training.
 
-Every sample is a dict of numpy arrays (shapes for one image, S = size, J = 17):
-``image`` (S, S, 3) uint8 RGB; ``K`` (3, 3) intrinsics of the crop; ``uv`` (J, 2) crop
-pixels; ``vis`` (J,) uint8, 1 when the joint is inside the crop and not under an
-occluder; ``joints_cam`` (J, 3) mm, camera coordinates (evaluation only, never for
-weakly supervised training); ``subject``, ``activity``; for ``mv`` also ``group``,
-``view``, ``R`` (3, 3), ``t`` (3,) world-to-camera (mm) and ``extrinsics_known``.
+Every sample is a dict of numpy arrays, the fields :mod:`ws3d.data.schema` lists for
+``shards`` (and ``has_K``, always True): the image is an S x S person-centred crop and K
+its intrinsics; ``vis`` is 1 where the joint is inside the crop and not under an
+occluder; ``joints_cam`` is for evaluation only, never for weakly supervised training;
+``mv`` samples add the group, the view and the world-to-camera R, t.
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ from ws3d.camera import affine_to_3x3, project, transform_points, world_to_camer
 from ws3d.data.poses import ACTIVITIES, make_subject, sample_person
 from ws3d.data.render import background, draw_person, occlude
 from ws3d.data.rigs import RIGS, sample_rig
+from ws3d.data.schema import FIELDS, SHARDS, check_stored, stored_fields
 from ws3d.data.transforms import crop_affine, inside_crop, person_box
 from ws3d.errors import InputError, MissingFileError, read_input
 from ws3d.progress import progress_bar
@@ -45,16 +45,6 @@ _SPLIT_CODE = {"2d": 1, "mv": 2, "test": 3}
 TRAIN_SUBJECTS = range(0, 200)  # 2d and mv draw from these ...
 TEST_SUBJECTS = range(100_000, 100_040)  # ... and test from these, so test people are unseen
 FORMAT_VERSION = 1
-FIELDS = {  # name: (shape after N, dtype), for every split; MV_FIELDS only for mv
-    "image": (None, np.uint8), "K": ((3, 3), np.float32), "uv": ((NUM_JOINTS, 2), np.float32),
-    "vis": ((NUM_JOINTS,), np.uint8), "joints_cam": ((NUM_JOINTS, 3), np.float32),
-    "subject": ((), np.int32), "activity": ((), np.int8),
-}  # fmt: skip
-MV_FIELDS = {
-    "group": ((), np.int64), "view": ((), np.int8), "R": ((3, 3), np.float32), "t": ((3,), np.float32),
-    "extrinsics_known": ((), np.bool_),
-}  # fmt: skip
-
 
 @dataclass(frozen=True)
 class SynthConfig:
@@ -145,12 +135,13 @@ def render_group(cfg: SynthConfig, group: int, views: int, rig: str, only_view: 
         }  # fmt: skip
         if cfg.split == "mv":
             sample.update(group=group, view=v, R=R[v], t=t[v], extrinsics_known=rig == "h36m")
+        sample["has_K"] = True
         samples.append({k: np.asarray(x, dtype=_dtype(k)) for k, x in sample.items()})
     return samples
 
 
 def _dtype(name: str):
-    return (FIELDS.get(name) or MV_FIELDS[name])[1]
+    return FIELDS[name].dtype
 
 
 class SyntheticDataset(torch.utils.data.Dataset):
@@ -180,7 +171,7 @@ def _render_range(cfg: SynthConfig, start: int, stop: int) -> dict[str, np.ndarr
     cv2.setNumThreads(1)
     dataset = SyntheticDataset(cfg)
     items = [dataset[i] for i in range(start, stop)]
-    return {k: np.stack([it[k] for it in items]) for k in items[0]}
+    return {k: np.stack([it[k] for it in items]) for k in stored_fields(SHARDS, cfg.split == "mv")}
 
 
 def write_shards(cfg: SynthConfig, out: str | os.PathLike, workers: int | None = None, shard_size: int = 1000,
@@ -246,22 +237,18 @@ class ShardDataset(torch.utils.data.Dataset):
         if self.meta.get("format_version") != FORMAT_VERSION:
             found = self.meta.get("format_version")
             raise InputError(f"{meta_path}: format_version {found}, expected {FORMAT_VERSION}")
-        expected = {**FIELDS, **(MV_FIELDS if split == "mv" else {})}
+        expected = stored_fields(SHARDS, split == "mv")
         parts = {k: [] for k in expected}
         for name in self.meta["shards"]:
             path = root / name
             if not path.is_file():
                 raise MissingFileError(f"{path}: shard listed in {meta_path.name} is missing")
             with read_input(path, np.load, "shard .npz") as shard:
-                n = len(shard["image"]) if "image" in shard else 0
-                for field, (shape, _) in expected.items():
-                    if field not in shard:
-                        raise InputError(f"{path}: field {field!r} is missing")
-                    want = (n, self.meta["size"], self.meta["size"], 3) if field == "image" else (n, *shape)
-                    if shard[field].shape != want:
-                        raise InputError(f"{path}: field {field!r} has shape {shard[field].shape}, expected {want}")
+                check_stored(shard, SHARDS, split == "mv", path, image_size=self.meta["size"])
+                for field in expected:
                     parts[field].append(shard[field])
         self.arrays = {k: np.concatenate(v) for k, v in parts.items()}
+        self.arrays["has_K"] = np.ones(len(self.arrays["image"]), bool)  # rendered: always known
         if len(self.arrays["image"]) != self.meta["n"]:
             raise InputError(f"{meta_path}: lists n={self.meta['n']} images but the shards hold {len(self)}")
 

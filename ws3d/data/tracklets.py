@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ws3d.data.records import require
+from ws3d.data.schema import require
 from ws3d.errors import InputError, MissingFileError
 from ws3d.skeleton import NECK, NUM_JOINTS, ROOT
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ws3d.camera import affine_to_3x3, transform_points
+from ws3d.data.schema import names
 from ws3d.errors import InputError
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -130,7 +131,8 @@ class PoseTransform:
         A = crop_affine(centre, side, self.out_size, angle)
         out = warp_sample(sample, A, self.out_size)
         maps = heatmap_targets(out["uv"], out["vis"], self.out_size // self.stride, self.stride, self.sigma)
-        result = {k: torch.as_tensor(np.asarray(v)) for k, v in out.items() if k not in ("image", "centre", "side")}
+        consumed = ("image", *names("box"))  # the box became the crop
+        result = {k: torch.as_tensor(np.asarray(v)) for k, v in out.items() if k not in consumed}
         result["image"] = image_to_tensor(out["image"])
         result["heatmaps"] = torch.from_numpy(maps)
         result["vis"] = result["vis"].float()

@@ -172,17 +172,17 @@ if HAS_TRITON:
         return tl.where(valid, far, fallback), valid, s
 
     @triton.jit
-    def _tile_of(pid, B, J, BLOCK_B: tl.constexpr, BLOCK_J: tl.constexpr):
-        """This program's rows (int64) and joints, and their masks."""
+    def _tile_rays(uv_ptr, z_ptr, K_ptr, pid, B, J, uv_sb, uv_sj, uv_sc, z_sb, z_sj, K_sb, K_sr, K_sc,
+                   ACC: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_J: tl.constexpr):  # fmt: skip
+        """This program's tile: its rows (int64), joints and masks, the rays
+        x~ = K^-1 [u, v, 1]^T, the relative depths z, and K^-1's first two columns (by row)."""
         rows = pid * BLOCK_B + tl.arange(0, BLOCK_B)
         joints = tl.arange(0, BLOCK_J)
         row_ok = rows < B
-        return rows.to(tl.int64), row_ok, joints, row_ok[:, None] & (joints < J)[None, :]
-
-    @triton.jit
-    def _rays(uv_ptr, z_ptr, rows, joints, tile_ok, uv_sb, uv_sj, uv_sc, z_sb, z_sj,
-              i00, i01, i02, i10, i11, i12, i20, i21, i22, ACC: tl.constexpr):  # fmt: skip
-        """The tile's rays x~ = K^-1 [u, v, 1]^T and relative depths z."""
+        tile_ok = row_ok[:, None] & (joints < J)[None, :]
+        rows = rows.to(tl.int64)
+        i00, i01, i02, i10, i11, i12, i20, i21, i22 = _load_inverse_intrinsics(
+            K_ptr, rows, row_ok, K_sb, K_sr, K_sc, ACC)
         uv_at = uv_ptr + rows[:, None] * uv_sb + joints[None, :] * uv_sj
         u = tl.load(uv_at, mask=tile_ok, other=0.0).to(ACC)
         v = tl.load(uv_at + uv_sc, mask=tile_ok, other=0.0).to(ACC)
@@ -190,7 +190,7 @@ if HAS_TRITON:
         x0 = i00[:, None] * u + i01[:, None] * v + i02[:, None]
         x1 = i10[:, None] * u + i11[:, None] * v + i12[:, None]
         x2 = i20[:, None] * u + i21[:, None] * v + i22[:, None]
-        return x0, x1, x2, zz
+        return rows, row_ok, joints, tile_ok, x0, x1, x2, zz, i00, i01, i10, i11, i20, i21
 
     @triton.jit
     def _reference_bone(x0, x1, x2, zz, joints, k, l):
@@ -226,11 +226,9 @@ if HAS_TRITON:
         uv_sb, uv_sj, uv_sc, z_sb, z_sj, K_sb, K_sr, K_sc,
         ACC: tl.constexpr, EPS: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_J: tl.constexpr,
     ):
-        rows, row_ok, joints, tile_ok = _tile_of(tl.program_id(0), B, J, BLOCK_B, BLOCK_J)
-        i00, i01, i02, i10, i11, i12, i20, i21, i22 = _load_inverse_intrinsics(
-            K_ptr, rows, row_ok, K_sb, K_sr, K_sc, ACC)
-        x0, x1, x2, zz = _rays(uv_ptr, z_ptr, rows, joints, tile_ok, uv_sb, uv_sj, uv_sc, z_sb, z_sj,
-                               i00, i01, i02, i10, i11, i12, i20, i21, i22, ACC)  # fmt: skip
+        rows, row_ok, joints, tile_ok, x0, x1, x2, zz, _, _, _, _, _, _ = _tile_rays(
+            uv_ptr, z_ptr, K_ptr, tl.program_id(0), B, J, uv_sb, uv_sj, uv_sc, z_sb, z_sj, K_sb, K_sr, K_sc,
+            ACC, BLOCK_B, BLOCK_J)
         _, _, xk0, xk1, xk2, xl0, xl1, xl2, zk, zl = _reference_bone(x0, x1, x2, zz, joints, k, l)
         _, _, _, _, _, _, z_root, valid, _ = _bone_root_depth(xk0, xk1, xk2, xl0, xl1, xl2, zk, zl, EPS)
         depth = z_root[:, None] + zz
@@ -249,11 +247,9 @@ if HAS_TRITON:
         uv_sb, uv_sj, uv_sc, z_sb, z_sj, K_sb, K_sr, K_sc,
         ACC: tl.constexpr, EPS: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_J: tl.constexpr,
     ):
-        rows, row_ok, joints, tile_ok = _tile_of(tl.program_id(0), B, J, BLOCK_B, BLOCK_J)
-        i00, i01, i02, i10, i11, i12, i20, i21, i22 = _load_inverse_intrinsics(
-            K_ptr, rows, row_ok, K_sb, K_sr, K_sc, ACC)
-        x0, x1, x2, zz = _rays(uv_ptr, z_ptr, rows, joints, tile_ok, uv_sb, uv_sj, uv_sc, z_sb, z_sj,
-                               i00, i01, i02, i10, i11, i12, i20, i21, i22, ACC)  # fmt: skip
+        rows, row_ok, joints, tile_ok, x0, x1, x2, zz, i00, i01, i10, i11, i20, i21 = _tile_rays(
+            uv_ptr, z_ptr, K_ptr, tl.program_id(0), B, J, uv_sb, uv_sj, uv_sc, z_sb, z_sj, K_sb, K_sr, K_sc,
+            ACC, BLOCK_B, BLOCK_J)
         is_k, is_l, xk0, xk1, xk2, xl0, xl1, xl2, zk, zl = _reference_bone(x0, x1, x2, zz, joints, k, l)
         d0, d1, d2, e0, e1, e2, z_root, valid, s = _bone_root_depth(xk0, xk1, xk2, xl0, xl1, xl2, zk, zl, EPS)
         g_at = g_P_ptr + rows[:, None] * g_P_sb + joints[None, :] * g_P_sj
