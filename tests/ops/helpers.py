@@ -100,4 +100,15 @@ def assert_catches_a_wrong_gradient(module, backend: str, index: int, mutation: 
         parity_test(*args)
 
 
+def assert_catches_a_wrong_result(module, backend: str, index: int, mutation: str, monkeypatch,
+                                  parity_test, *args) -> None:  # fmt: skip
+    """Plant a bug in ``backend``'s forward of the op in ``module`` (output ``index`` zeroed
+    or 10 % off): ``parity_test(*args)`` must fail."""
+    forward, backward = module._IMPLEMENTATIONS[backend]
+    wrong = lambda *a: mutate(forward(*a), index, mutation)  # noqa: E731
+    monkeypatch.setitem(module._IMPLEMENTATIONS, backend, (wrong, backward))
+    with pytest.raises(AssertionError):
+        parity_test(*args)
+
+
 MUTATIONS = ["zeroed", "10% off"]

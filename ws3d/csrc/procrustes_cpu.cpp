@@ -11,10 +11,8 @@ template <typename T>
 void procrustes_cpu(const T* X, const T* Y, const T* w, int64_t N, int64_t J, bool scale, T* R, T* t, T* s,
                     bool* valid) {
   constexpr int64_t kLanes = 64 / sizeof(T);  // one AVX-512 register of T
-  const int64_t blocks = (N + kLanes - 1) / kLanes;
 #pragma omp parallel for schedule(static)
-  for (int64_t block = 0; block < blocks; ++block) {
-    const int64_t first = block * kLanes;
+  for (int64_t first = 0; first < N; first += kLanes) {  // a block of kLanes pairs (the last may be short)
     const int64_t lanes = N - first < kLanes ? N - first : kLanes;
     CrossCovariance<T> cov[kLanes];
     T H[3][3][kLanes], R_opt[9][kLanes], top[kLanes], second[kLanes], h_scale[kLanes];
@@ -46,10 +44,8 @@ template <typename T>
 void procrustes_backward_cpu(const T* X, const T* Y, const T* w, const bool* valid, const T* gR, const T* gt,
                              const T* gs, int64_t N, int64_t J, bool scale, T* gX, T* gY, T* gw) {
   constexpr int64_t kLanes = 64 / sizeof(T);
-  const int64_t blocks = (N + kLanes - 1) / kLanes;
 #pragma omp parallel for schedule(static)
-  for (int64_t block = 0; block < blocks; ++block) {
-    const int64_t first = block * kLanes;
+  for (int64_t first = 0; first < N; first += kLanes) {  // a block of kLanes pairs (the last may be short)
     const int64_t lanes = N - first < kLanes ? N - first : kLanes;
     CrossCovariance<T> cov[kLanes];
     T H[3][3][kLanes], xb[3][kLanes], var[kLanes], g_R[9][kLanes], g_t[3][kLanes], g_s[kLanes];
