@@ -62,7 +62,9 @@ def _write_h36m_multiview(root):
             uv = project(world_to_camera(world[f], R[c], t[c]), K[c])
             (left, top), (right, bottom) = uv.min(0) - 20, uv.max(0) + 20
             boxes.append([top, left, bottom, right] if (f, c) != (1, 2) else [0, 0, 0, 0])
-            folder = root / "S9" / "Walking-1" / "imageSequence" / names[c]
+            # the undistorted frames (learnable-triangulation's undistortion script writes them beside
+            # imageSequence), which the labels' pinhole uv match and which ws3d reads by default
+            folder = root / "S9" / "Walking-1" / "imageSequence-undistorted" / names[c]
             folder.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(folder / f"img_{f + 1:06d}.jpg"), np.full((SIDE, SIDE, 3), 100 + 20 * c, np.uint8))
         table[f] = (0, 0, f, world[f][np.argsort(MULTIVIEW_TO_WS3D)], np.array(boxes))

@@ -71,16 +71,16 @@ def _data_records(args) -> None:
     if args.kind == "mpii":  # annot/train.json with the images in images/ beside annot/
         records, images = mpii.load_mpii(source), source.parent.parent
     elif args.kind == "h36m":
-        records, images = h36m.load_mmpose(source, args.cameras), None  # --images, checked above
+        records, images = h36m.load_mmpose(source, args.camera_file), None  # --images, checked above
     elif args.kind == "h36m-multiview":
-        records, images = h36m.load_multiview_labels(source), None
+        records, images = h36m.load_multiview_labels(source, args.image_folder), None
     elif args.kind == "3dhp-train":
         parts = []
         for item in args.sequences:
             subject, sep, sequence = item.partition("/")
             if not (sep and subject.isdigit() and sequence.isdigit()):
                 raise InputError(f"--sequences: {item!r} is not SUBJECT/SEQUENCE (e.g. 1/2)")
-            parts.append(mpi3dhp.load_train_sequence(source, int(subject), int(sequence)))
+            parts.append(mpi3dhp.load_train_sequence(source, int(subject), int(sequence), args.cameras))
         records, images = concat_records(parts), source
     else:
         if not all(item.isdigit() for item in args.sequences):
@@ -216,7 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "learnable-triangulation labels .npy; 3dhp-*: the data set root")  # fmt: skip
     records.add_argument("--out", required=True, help="output .npz")
     records.add_argument("--images", help="folder the image paths are relative to (mpii and 3dhp: found)")
-    records.add_argument("--cameras", help="h36m: cameras.pkl (default: next to SOURCE or one folder up)")
+    records.add_argument("--camera-file", help="h36m: cameras.pkl (default: next to SOURCE or one folder up)")
+    records.add_argument("--cameras", type=int, nargs="+", help="3dhp-train: camera indices (default: those "
+                         "whose imageFrames/video_C folder exists; the official download has 0 1 2 4 5 6 7 8)")
+    records.add_argument("--image-folder", default="imageSequence-undistorted",
+                         help="h36m-multiview: the frames' folder in each action (default: the undistorted "
+                         "frames the labels' uv match; imageSequence: the distorted originals)")  # fmt: skip
     records.add_argument("--sequences", nargs="+", help="3dhp-train: SUBJECT/SEQUENCE ...; 3dhp-test: 1..6")
     records.set_defaults(run=_data_records)
 

@@ -15,6 +15,7 @@ import pytest
 import scipy.io
 
 from ws3d.camera import project, world_to_camera
+from ws3d.cli import main
 from ws3d.data.h36m import MULTIVIEW_TO_WS3D, load_mmpose, load_multiview_labels
 from ws3d.data.mpi3dhp import TEST_TO_WS3D, TRAIN_TO_WS3D, load_test_sequence, load_train_sequence, read_calibration
 from ws3d.data.mpii import MPII_JOINTS, MPII_TO_WS3D, load_mpii
@@ -118,10 +119,16 @@ def test_h36m_multiview_labels(tmp_path, scene):
     records = load_multiview_labels(_write_multiview_labels(tmp_path / "labels.npy", scene))
     world, *_, cams = scene
     assert len(records["image"]) == FRAMES * CAMERAS - 1  # the empty box drops one view
-    assert records["image"][0] == "S9/Walking-1/imageSequence/54138969/img_000001.jpg"
+    # learnable-triangulation reads <subject>/<action>/'imageSequence' + '-undistorted' *
+    # undistort_images/<camera>/img_%06d.jpg (frame_idx + 1): its uv match the undistorted frames.
+    assert records["image"][0] == "S9/Walking-1/imageSequence-undistorted/54138969/img_000001.jpg"
+    distorted = load_multiview_labels(tmp_path / "labels.npy", image_folder="imageSequence")
+    assert distorted["image"][0] == "S9/Walking-1/imageSequence/54138969/img_000001.jpg"
     _check_geometry(records)
     np.testing.assert_allclose(records["joints_cam"][0], cams[0, 0], atol=0.05)  # joints in ws3d slots
     np.testing.assert_allclose(records["centre"][0], [500.0, 400.0])
+    # That project squares the tight box (here 600 x 600 px) and scales it by scale_bbox = 1.5.
+    np.testing.assert_allclose(records["side"][0], 900.0)
     assert records["group"].tolist() == [0] * 4 + [1] * 3 + [2] * 4
 
 
@@ -150,24 +157,55 @@ def _write_3dhp_train(root, scene, calibration_cameras=CAMERAS):
         extrinsic[:3, :3], extrinsic[:3, 3] = R[c], t[c]
         lines += [f"name          {c}", "  sensor      10 10", "  size        2048 2048", "  animated    0",
                   "  intrinsic   " + " ".join(f"{v:.10g}" for v in intrinsic.ravel()),
-                  "  extrinsic   " + " ".join(f"{v:.10g}" for v in extrinsic.ravel()), "  radial      0"]  # fmt: skip
+                  "  extrinsic   " + " ".join(f"{v:.10g}" for v in extrinsic.ravel()), "  radial      0",
+                  "", "   "]  # blank and whitespace-only lines between blocks  # fmt: skip
     (folder / "camera.calibration").write_text("\n".join(lines) + "\n")
+    # Frames as extracted from imageSequence/video_{c}.avi: camera 2's were not downloaded (the
+    # official script fetches a subset of the cameras), and camera 3 lacks the last frame.
+    for c in (0, 1, 3):
+        (folder / "imageFrames" / f"video_{c}").mkdir(parents=True)
+        for f in range(FRAMES - (c == 3)):
+            (folder / "imageFrames" / f"video_{c}" / f"frame_{f + 1:06d}.jpg").write_bytes(b"")
 
 
 def test_3dhp_train(tmp_path, scene):
     _write_3dhp_train(tmp_path, scene)
     K, _ = read_calibration(tmp_path / "S2" / "Seq1" / "camera.calibration")
     np.testing.assert_allclose(K, scene[1], rtol=1e-9)
-    records = load_train_sequence(tmp_path, 2, 1, every=2)
+    with pytest.warns(UserWarning, match="dropped 1 of 6 annotated frames"):  # camera 3's frame 3
+        records = load_train_sequence(tmp_path, 2, 1, every=2)  # the cameras with frames: 0, 1, 3
     world, *_, cams = scene
-    assert len(records["image"]) == 2 * CAMERAS  # frames 0 and 2 of each camera
+    assert len(records["image"]) == 2 + 2 + 1  # frames 1 and 3 of cameras 0 and 1, frame 1 of camera 3
     assert records["image"][1] == "S2/Seq1/imageFrames/video_0/frame_000003.jpg"
+    assert records["image"][-1] == "S2/Seq1/imageFrames/video_3/frame_000001.jpg"
     _check_geometry(records)
     np.testing.assert_allclose(records["joints_cam"][1], cams[2, 0], atol=0.01)
     back = world_to_camera(
         world[2 * records["group"]], records["R"].astype(np.float64), records["t"].astype(np.float64)
     )
     np.testing.assert_allclose(back, records["joints_cam"], atol=0.05)
+    chosen = load_train_sequence(tmp_path, 2, 1, cameras=[1], every=2)
+    assert chosen["image"].tolist() == [f"S2/Seq1/imageFrames/video_1/frame_00000{f}.jpg" for f in (1, 3)]
+    with pytest.raises(FileNotFoundError, match=r"S2/Seq1/imageFrames/video_2: camera 2's frame folder is missing"):
+        load_train_sequence(tmp_path, 2, 1, cameras=[0, 2])
+
+
+def test_3dhp_train_cli_takes_the_cameras(tmp_path, scene):
+    _write_3dhp_train(tmp_path, scene)
+    out = tmp_path / "r.npz"
+    assert main(["data", "records", "3dhp-train", str(tmp_path), "--sequences", "2/1", "--cameras", "1",
+                 "--out", str(out)]) == 0  # fmt: skip
+    with np.load(out) as records:
+        assert records["image"].tolist() == ["S2/Seq1/imageFrames/video_1/frame_000001.jpg"]
+
+
+def test_3dhp_train_without_frames_names_the_folder(tmp_path, scene):
+    _write_3dhp_train(tmp_path, scene)
+    for folder in (tmp_path / "S2" / "Seq1" / "imageFrames").iterdir():
+        for frame in folder.iterdir():
+            frame.unlink()
+    with pytest.raises(FileNotFoundError, match="imageFrames: none of the annotated frames has an image"):
+        load_train_sequence(tmp_path, 2, 1)
 
 
 def test_3dhp_train_inconsistent_camera_count(tmp_path, scene):
@@ -194,15 +232,20 @@ def test_3dhp_test_set(tmp_path, scene):
     j17[:, TEST_TO_WS3D] = cams[:, 0]
     folder = tmp_path / "TS3"
     folder.mkdir()
+    # univ_annot3: the same poses rescaled to the universal skeleton: the ground truth that
+    # published 3DHP figures are scored on; annot3 is what projects onto annot2.
+    centre = j17.mean(1, keepdims=True)
+    univ = centre + 0.9 * (j17 - centre)
     _write_matlab_v73(folder / "annot_data.mat", {
-        "annot2": project(j17, K[0])[:, None], "annot3": j17[:, None], "univ_annot3": j17[:, None],
+        "annot2": project(j17, K[0])[:, None], "annot3": j17[:, None], "univ_annot3": univ[:, None],
         "valid_frame": np.array([[1.0], [0.0], [1.0]]),
     })  # fmt: skip
     records = load_test_sequence(tmp_path, 3)
     assert records["image"].tolist() == ["TS3/imageSequence/img_000001.jpg", "TS3/imageSequence/img_000003.jpg"]
     np.testing.assert_allclose(records["K"][0], K[0], rtol=1e-5, atol=1e-3)  # K fitted from annot3 -> annot2
-    np.testing.assert_allclose(records["joints_cam"], cams[[0, 2], 0], atol=0.01)
-    _check_geometry(records)
+    np.testing.assert_allclose(records["joints_cam"], univ[[0, 2]][:, TEST_TO_WS3D], atol=0.01)
+    with pytest.raises(AssertionError):  # annot3 is not the evaluated ground truth
+        np.testing.assert_allclose(records["joints_cam"], cams[[0, 2], 0], atol=0.01)
 
 
 def _mpii_entry(image, rng):

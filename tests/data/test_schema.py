@@ -30,9 +30,14 @@ def test_shards_store_exactly_the_fields_of_the_table(split, tmp_path):
         _assert_matches_table({k: shard[k] for k in shard.files}, stored_fields(SHARDS, split == "mv"), "u")
 
 
-def _mpii_like(n=3):
-    """A record set of a source without intrinsics (K NaN), written by hand."""
+def _mpii_like(root=None, n=3):
+    """A record set of a source without intrinsics (K NaN), written by hand; with ``root``,
+    its (empty) image files too."""
     rng = np.random.default_rng(0)
+    if root is not None:
+        (root / "images").mkdir(exist_ok=True)
+        for i in range(n):
+            (root / "images" / f"{i}.jpg").write_bytes(b"")
     return {
         "image": np.array([f"images/{i}.jpg" for i in range(n)]),
         "uv": rng.uniform(0, 100, (n, 17, 2)).astype(np.float32),
@@ -45,7 +50,7 @@ def _mpii_like(n=3):
 
 
 def test_record_sets_store_the_fields_of_the_table_and_decide_unknown_cameras(tmp_path):
-    save_records(tmp_path / "r.npz", _mpii_like(), tmp_path)
+    save_records(tmp_path / "r.npz", _mpii_like(tmp_path), tmp_path)
     with np.load(tmp_path / "r.npz") as f:
         arrays = {k: f[k] for k in f.files if k != "root"}
     _assert_matches_table(arrays, stored_fields(RECORDS, False), "U")
@@ -55,7 +60,7 @@ def test_record_sets_store_the_fields_of_the_table_and_decide_unknown_cameras(tm
 
 
 def test_a_record_file_from_before_has_K_opens_with_nominal_cameras(tmp_path):
-    records = _mpii_like()
+    records = _mpii_like(tmp_path)
     records["K"][2] = np.eye(3)  # one row with a real camera
     np.savez(tmp_path / "old.npz", root=np.array(str(tmp_path)), **records)  # no has_K field
     dataset = open_records(tmp_path / "old.npz")
@@ -80,3 +85,14 @@ def test_a_batch_may_carry_only_fields_of_the_table():
     assert collate_mixed([item, item])["2d"]["image"].shape == (2, 3, 8, 8)
     with pytest.raises(InputError, match="not in ws3d.data.schema.FIELDS: extra"):
         collate_mixed([item, {**item, "extra": 1}])
+
+
+def test_missing_images_are_counted_when_a_record_set_is_made_or_opened(tmp_path):
+    records = _mpii_like(tmp_path)
+    save_records(tmp_path / "r.npz", records, tmp_path)
+    (tmp_path / "images" / "1.jpg").unlink()
+    (tmp_path / "images" / "2.jpg").unlink()
+    with pytest.raises(FileNotFoundError, match=r"r.npz: 2 of 3 images are missing under .* \(first: .*images/1.jpg\)"):
+        open_records(tmp_path / "r.npz")
+    with pytest.raises(FileNotFoundError, match=r"s.npz: 2 of 3 images are missing"):
+        save_records(tmp_path / "s.npz", records, tmp_path)

@@ -4,7 +4,9 @@
    ``imgname`` (N,), ``center`` (N, 2), ``scale`` (N,) (box side / 200 px), ``part``
    (N, 17, 3) pixels + visibility, ``S`` (N, 17, 4) camera coordinates in metres + 1;
    and ``cameras.pkl``: {(subject, camera id): {"R", "T" (metres), "f", "c", "k", "p", ...}}
-   with x_cam = R^T (X - T). Joints are already in the 17-joint order.
+   with x_cam = R^T (X - T). Joints are already in the 17-joint order. ``part`` includes
+   the lens distortion (k, p in cameras.pkl), so K x_cam differs from it by up to ~3 px;
+   ws3d keeps ``part`` as uv (what the images show) and does not undistort.
 2. The multi-view labels .npy of learnable-triangulation
    (``human36m-multiview-labels-GTbboxes.npy``): a dict with ``subject_names``,
    ``camera_names``, ``action_names``, ``cameras`` (subjects x cameras; R, t (mm), K,
@@ -95,12 +97,22 @@ def load_mmpose(npz_path: str | os.PathLike, cameras_path: str | os.PathLike | N
     }
 
 
-def load_multiview_labels(path: str | os.PathLike) -> dict[str, np.ndarray]:
+MULTIVIEW_IMAGE_FOLDER = "imageSequence-undistorted"  # that project's undistorted frames
+MULTIVIEW_BOX_MARGIN = 1.5  # that project enlarges its tight boxes by 1.5 before cropping
+
+
+def load_multiview_labels(path: str | os.PathLike, image_folder: str = MULTIVIEW_IMAGE_FOLDER,
+                          box_margin: float = MULTIVIEW_BOX_MARGIN) -> dict[str, np.ndarray]:  # fmt: skip
     """Read learnable-triangulation's Human3.6M multi-view labels (.npy).
 
     One group per table row; one view per camera with a non-empty box. Image paths follow
-    that project's layout ``S1/Directions-1/imageSequence/54138969/img_000001.jpg``. uv is
-    the pinhole projection (the labels' ``dist`` is ignored: use undistorted images).
+    that project's layout ``S1/Directions-1/{image_folder}/54138969/img_000001.jpg``. uv is
+    the pinhole projection of the labels' 3D joints, which matches the *undistorted*
+    frames (``imageSequence-undistorted``, made by that project's undistortion script), so
+    that is the default folder; ``imageSequence`` holds the distorted originals, off by a
+    few pixels. The labels' boxes are tight person boxes: the square around each is
+    enlarged ``box_margin`` times (that project's 1.5), so that a crop (with the +-20 %
+    scale augmentation) does not cut limbs off.
     """
     path = require_file(Path(path))
     labels = read_input(path, lambda p: np.load(p, allow_pickle=True).item(), "multi-view labels .npy dict")
@@ -129,10 +141,11 @@ def load_multiview_labels(path: str | os.PathLike) -> dict[str, np.ndarray]:
             R, t, K = cam["R"].astype(np.float64), cam["t"].astype(np.float64).ravel(), cam["K"].astype(np.float64)
             joints_cam = world_to_camera(world, R, t)
             subject, action = subjects[shot["subject_idx"]], actions[shot["action_idx"]]
-            rows["image"].append(f"{subject}/{action}/imageSequence/{camera}/img_{int(shot['frame_idx']) + 1:06d}.jpg")
+            frame = int(shot["frame_idx"]) + 1
+            rows["image"].append(f"{subject}/{action}/{image_folder}/{camera}/img_{frame:06d}.jpg")
             rows["uv"].append(project(joints_cam, K))
             rows["centre"].append([(left + right) / 2, (top + bottom) / 2])
-            rows["side"].append(max(right - left, bottom - top))
+            rows["side"].append(box_margin * max(right - left, bottom - top))
             rows["K"].append(K)
             rows["joints_cam"].append(joints_cam)
             rows["group"].append(g)

@@ -119,6 +119,15 @@ def concat_records(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return out
 
 
+def require_images(records: dict[str, np.ndarray], root: Path, where: str | os.PathLike) -> None:
+    """Every image a record set names must exist under ``root``: a missing one is reported
+    here, with a count and the first path, not later inside a DataLoader worker."""
+    missing = [str(p) for p in records["image"] if not (root / str(p)).is_file()]
+    if missing:
+        raise MissingFileError(f"{where}: {len(missing)} of {len(records['image'])} images are missing under {root} "
+                               f"(first: {root / missing[0]})")  # fmt: skip
+
+
 def save_records(path: str | os.PathLike, records: dict[str, np.ndarray], root: str | os.PathLike) -> None:
     """Write a record set and its image root (stored absolute) to an .npz, atomically."""
     path, root = Path(path), Path(root).resolve()
@@ -126,6 +135,7 @@ def save_records(path: str | os.PathLike, records: dict[str, np.ndarray], root: 
     check_stored(records, RECORDS, "group" in records, path)
     if not root.is_dir():
         raise MissingFileError(f"{root}: no such folder (the images' root)")
+    require_images(records, root, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, root=np.array(str(root)), **records)
@@ -135,7 +145,8 @@ def save_records(path: str | os.PathLike, records: dict[str, np.ndarray], root: 
 def open_records(path: str | os.PathLike, multi_view: bool = False) -> RecordDataset:
     """The :class:`RecordDataset` of a file written by :func:`save_records`. Missing or
     misshapen fields (``multi_view``: also group, R, t, extrinsics_known) raise InputError
-    naming the file and the field. A file from before ``has_K`` gets it from K."""
+    naming the file and the field, and images missing under its root raise
+    MissingFileError with their count. A file from before ``has_K`` gets it from K."""
     path = require_file(Path(path))
     try:
         with np.load(path, allow_pickle=False) as f:
@@ -147,4 +158,5 @@ def open_records(path: str | os.PathLike, multi_view: bool = False) -> RecordDat
     root = str(arrays.pop("root"))
     arrays = with_cameras(arrays, path)
     check_stored(arrays, RECORDS, multi_view, path)
+    require_images(arrays, Path(root), path)
     return RecordDataset(arrays, root)
