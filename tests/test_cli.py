@@ -11,6 +11,7 @@ import torch
 
 from ws3d.cli import main
 from ws3d.data.mpii import load_mpii
+from ws3d.data.records import open_records
 from ws3d.data.synthetic import ShardDataset
 from ws3d.errors import InputError
 from ws3d.evaluate import predict_dataset
@@ -27,12 +28,18 @@ def test_data_synth_and_sheet(tmp_path, capsys):
     assert sheet.shape == (2 * 192, 8 * 192, 3)  # 64 px tiles enlarged 3x, 10 samples on 2 rows of 8
 
 
-def test_data_tracklets(tmp_path):
+def test_data_tracklets(tmp_path, capsys):
     pose = np.concatenate([np.random.default_rng(0).uniform(0, 100, (17, 2)), np.ones((17, 1))], 1)
-    frames = [{"frame": f, "people": [(pose + [f, 0, 0]).tolist()]} for f in range(6)]
+    frames = [{"frame": f, "image": f"f{f}.png", "people": [(pose + [f, 0, 0]).tolist()]} for f in range(6)]
     (tmp_path / "det.json").write_text(json.dumps({"frames": frames}))
+    for f in range(5):  # the last frame's image is missing
+        cv2.imwrite(str(tmp_path / f"f{f}.png"), np.zeros((120, 160, 3), np.uint8))
+    assert main(["data", "tracklets", str(tmp_path / "det.json"), "--out", str(tmp_path / "t.npz")]) == 2
+    assert "1 of 6 images are missing" in capsys.readouterr().err
+    cv2.imwrite(str(tmp_path / "f5.png"), np.zeros((120, 160, 3), np.uint8))
     assert main(["data", "tracklets", str(tmp_path / "det.json"), "--out", str(tmp_path / "t.npz")]) == 0
-    assert np.load(tmp_path / "t.npz")["group"].tolist() == [0] * 6
+    records = open_records(tmp_path / "t.npz", multi_view=True)
+    assert records.arrays["group"].tolist() == [0] * 6 and records[5]["image"].shape == (120, 160, 3)
 
 
 def _run(*args):

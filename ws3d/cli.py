@@ -2,7 +2,7 @@
 
     ws3d data synth --out DIR --split {2d,mv,test} --n N [--size S] [--seed K] [--rig h36m|orbit|mixed]
     ws3d data sheet DIR [--split SPLIT] [--out FILE] [--count N]
-    ws3d data tracklets DETECTIONS --out FILE [--min-length 5]
+    ws3d data tracklets DETECTIONS --out FILE [--images DIR] [--focal F] [--min-length 5]
     ws3d data records {mpii,h36m,h36m-multiview,3dhp-train,3dhp-test} SOURCE --out FILE [--images DIR] ...
     ws3d train CONFIG [section.key=value ...]
     ws3d ablation [--config CONFIG] [--settings NAME ...] [--test DIR ...] [--runs DIR] [--out DIR] [key=value ...]
@@ -50,13 +50,16 @@ def _data_sheet(args) -> None:
 
 
 def _data_tracklets(args) -> None:
-    from ws3d.data.tracklets import build_tracklets, load_detections, save_tracklets
+    from ws3d.data.records import save_records
+    from ws3d.data.tracklets import build_tracklets, load_detections, tracklet_records
 
     frames = load_detections(args.detections)
     tracklets = build_tracklets(frames, min_length=args.min_length)
-    save_tracklets(tracklets, args.out)
+    images = Path(args.images) if args.images else Path(args.detections).parent
+    save_records(args.out, tracklet_records(tracklets, images, args.focal), images)
     views = sum(len(t.frames) for t in tracklets)
-    print(f"wrote {len(tracklets)} tracklets ({views} views) to {args.out}")
+    print(f"wrote {len(tracklets)} tracklets ({views} views) as a multi-view record set to {args.out} "
+          f"(images under {images.resolve()})")
 
 
 def _data_records(args) -> None:
@@ -208,6 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     track.add_argument("detections", help="detections .json or .npz (format in the README)")
     track.add_argument("--out", required=True, help="output .npz")
     track.add_argument("--min-length", type=int, default=5, help="drop tracklets shorter than this many frames")
+    track.add_argument("--images", help="folder the detections' image names are relative to (default: the "
+                       "detections file's folder)")
+    track.add_argument("--focal", type=float, help="focal length of the video in pixels (default: 1.2 x the "
+                       "longer image side, a ~45 degree field of view)")
     track.set_defaults(run=_data_tracklets)
     records = data.add_parser("records", help="convert a real data set's annotations into a record-set file for "
                               "training (data.records_*) and ws3d eval")  # fmt: skip

@@ -2,11 +2,12 @@
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 
 from ws3d.data.poses import forward_kinematics, make_subject, sample_angles
-from ws3d.data.tracklets import build_tracklets, keep_pose, load_detections, save_tracklets
+from ws3d.data.tracklets import build_tracklets, keep_pose, load_detections, tracklet_records
 
 FRAMES = 20
 
@@ -109,9 +110,18 @@ def test_detection_files_round_trip(tmp_path, fmt):
     for (_, p, im), (_, q, im2) in zip(frames, loaded, strict=True):
         np.testing.assert_allclose(p, q)
         assert im == im2
-    arrays = save_tracklets(build_tracklets(loaded), tmp_path / "out.npz")
+    cv2.imwrite(str(tmp_path / frames[0][2]), np.zeros((480, 720, 3), np.uint8))  # the video's resolution
+    arrays = tracklet_records(build_tracklets(loaded), tmp_path, focal=900.0)
     assert arrays["uv"].shape == (len(arrays["group"]), 17, 2) and set(arrays["group"].tolist()) == {0, 1, 2}
     assert arrays["image"][0].startswith("frame_")
+    # The video's camera: the given focal, the principal point at the centre of 720 x 480 px.
+    np.testing.assert_array_equal(arrays["K"][0], [[900, 0, 359.5], [0, 900, 239.5], [0, 0, 1]])
+    assert arrays["has_K"].all() and not arrays["extrinsics_known"].any() and np.isnan(arrays["joints_cam"]).all()
+    # The box holds the visible joints, which span 75 % of its side (the crop rule everywhere).
+    uv, vis = arrays["uv"][0], arrays["vis"][0].astype(bool)
+    extent = (uv[vis].max(0) - uv[vis].min(0)).max()
+    assert arrays["side"][0] == pytest.approx(1.1 * extent / 0.75, rel=1e-5)
+    assert arrays["centre"][0] == pytest.approx((uv[vis].max(0) + uv[vis].min(0)) / 2, rel=1e-5)
 
 
 def test_detection_file_errors_name_the_file_and_field(tmp_path):

@@ -2,7 +2,9 @@
 
 A video of people who hold still while the camera moves is a multi-view capture: every
 frame in which a person is tracked is another view of the same 3D pose. This module
-links detections across frames and turns each tracklet into one multi-view group.
+links detections across frames and turns each tracklet into one multi-view group of a
+record set (:func:`tracklet_records`, then ``ws3d.data.records.save_records``), which
+``data.records_mv`` trains on.
 
 Detections file (either form; joints in the 17-joint Human3.6M order, pixels):
 
@@ -24,9 +26,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
+from ws3d.camera import intrinsics
 from ws3d.data.schema import require
+from ws3d.data.transforms import person_box
 from ws3d.errors import InputError, MissingFileError
 from ws3d.skeleton import NECK, NUM_JOINTS, ROOT
 
@@ -144,23 +149,50 @@ def build_tracklets(frames: list[tuple[int, np.ndarray, str]], min_length: int =
     return [t for t in tracklets if len(t.frames) >= min_length]
 
 
-def save_tracklets(tracklets: list[Tracklet], out: str | os.PathLike, threshold: float = 0.5) -> dict[str, np.ndarray]:
-    """Write tracklets as multi-view samples: one group per tracklet, one view per frame.
+DEFAULT_FOCAL = 1.2  # x the longer image side: a ~45 degree field of view (as ws3d predict assumes)
 
-    The npz holds ``group`` (N,), ``frame`` (N,), ``image`` (N,) str, ``uv`` (N, 17, 2),
-    ``conf`` (N, 17) and ``vis`` (N, 17) uint8 (confidence >= threshold). Returns the arrays.
+
+def tracklet_records(tracklets: list[Tracklet], images: str | os.PathLike, focal: float | None = None,
+                     threshold: float = 0.5) -> dict[str, np.ndarray]:  # fmt: skip
+    """The tracklets as a multi-view record set (:mod:`ws3d.data.records`): one group per
+    tracklet, one view per frame.
+
+    Each view keeps its image path (relative to ``images``), uv, and vis = confidence >=
+    ``threshold``; its person box is :func:`ws3d.data.transforms.person_box` of the visible
+    joints (they span 75 % of it, 10 % more for skin: the crop rule of every data set);
+    K is the video's pinhole camera: principal point at the image centre (the resolution is
+    read from the first frame's image) and ``focal`` px (default DEFAULT_FOCAL x the longer
+    side), has_K True since it models the whole image, unlike a per-box stand-in. No 3D:
+    joints_cam NaN, R = I and t = 0 with extrinsics_known False (the camera moved).
     """
-    rows = [
-        (g, f, im, p) for g, t in enumerate(tracklets) for f, im, p in zip(t.frames, t.images, t.poses, strict=True)
-    ]
-    poses = np.stack([r[3] for r in rows]) if rows else np.zeros((0, NUM_JOINTS, 3))
-    arrays = {
-        "group": np.array([r[0] for r in rows], np.int64),
-        "frame": np.array([r[1] for r in rows], np.int64),
-        "image": np.array([r[2] for r in rows], dtype=str),
-        "uv": poses[..., :2].astype(np.float32),
-        "conf": poses[..., 2].astype(np.float32),
-        "vis": (poses[..., 2] >= threshold).astype(np.uint8),
+    rows = [(g, im, p) for g, t in enumerate(tracklets) for im, p in zip(t.images, t.poses, strict=True)]
+    if not rows:
+        raise InputError("no tracklets to convert (every one was shorter than the minimum length?)")
+    if not all(im for _, im, _ in rows):
+        raise InputError("the detections name no image for some frames: a record set needs each view's image path")
+    first = Path(images) / rows[0][1]
+    frame = cv2.imread(str(first), cv2.IMREAD_UNCHANGED) if first.is_file() else None
+    if frame is None:
+        raise MissingFileError(f"{first}: missing or not an image (the video's resolution is read from it)")
+    h, w = frame.shape[:2]
+    f = focal if focal is not None else DEFAULT_FOCAL * max(h, w)
+    if not f > 0:
+        raise InputError(f"focal must be a positive number of pixels, got {f}")
+    poses = np.stack([p for _, _, p in rows])
+    uv, vis = poses[..., :2], poses[..., 2] >= threshold
+    boxes = [person_box(u, v) for u, v in zip(uv, vis, strict=True)]
+    n = len(rows)
+    return {
+        "image": np.array([im for _, im, _ in rows], dtype=str),
+        "uv": uv.astype(np.float32),
+        "vis": vis.astype(np.uint8),
+        "centre": np.array([c for c, _ in boxes], np.float32),
+        "side": np.array([s for _, s in boxes], np.float32),
+        "K": np.broadcast_to(intrinsics(f, f, (w - 1) / 2, (h - 1) / 2), (n, 3, 3)).astype(np.float32),
+        "has_K": np.ones(n, bool),
+        "joints_cam": np.full((n, NUM_JOINTS, 3), np.nan, np.float32),
+        "group": np.array([g for g, _, _ in rows], np.int64),
+        "R": np.broadcast_to(np.eye(3), (n, 3, 3)).astype(np.float32),
+        "t": np.zeros((n, 3), np.float32),
+        "extrinsics_known": np.zeros(n, bool),
     }
-    np.savez(out, **arrays)
-    return arrays
