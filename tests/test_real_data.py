@@ -12,11 +12,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from public_formats import multiview_order
 
 from ws3d.camera import project, world_to_camera
 from ws3d.cli import main
 from ws3d.config import load_config
-from ws3d.data.h36m import MULTIVIEW_TO_WS3D
 from ws3d.data.poses import make_subject, sample_person
 from ws3d.data.records import concat_records, open_records
 from ws3d.data.rigs import sample_rig
@@ -69,7 +69,7 @@ def _write_h36m_multiview(root):
             folder = root / "S9" / "Walking-1" / "imageSequence-undistorted" / names[c]
             folder.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(folder / f"img_{f + 1:06d}.jpg"), np.full((SIDE, SIDE, 3), 100 + 20 * c, np.uint8))
-        table[f] = (0, 0, f, world[f][np.argsort(MULTIVIEW_TO_WS3D)], np.array(boxes))
+        table[f] = (0, 0, f, multiview_order(world[f]), np.array(boxes))
     labels = {"subject_names": ["S9"], "camera_names": names, "action_names": ["Walking-1"], "cameras": cameras,
               "table": table}  # fmt: skip
     np.save(root / "labels.npy", labels)

@@ -13,6 +13,7 @@ import h5py
 import numpy as np
 import pytest
 import scipy.io
+from public_formats import H36M_17_IN_MPI_28, H36M_17_IN_MPII, MPI_TEST_17, MPII_16, multiview_order
 
 from ws3d.camera import project, world_to_camera
 from ws3d.cli import main
@@ -26,6 +27,7 @@ from ws3d.data.transforms import PoseTransform
 from ws3d.skeleton import JOINTS
 
 FRAMES, CAMERAS = 3, 4
+
 
 
 @pytest.fixture(scope="module")
@@ -103,12 +105,11 @@ def _write_multiview_labels(path, scene, bbox_cameras=CAMERAS):
     table = np.empty(FRAMES, dtype=[("subject_idx", np.int8), ("action_idx", np.int8), ("frame_idx", np.int16),
                                     ("keypoints", np.float32, (17, 3)),
                                     ("bbox_by_camera_tlbr", np.int16, (bbox_cameras, 4))])  # fmt: skip
-    inverse = np.argsort(MULTIVIEW_TO_WS3D)  # ws3d -> that project's order
     for f in range(FRAMES):
         boxes = np.tile([100, 200, 700, 800], (bbox_cameras, 1))
         if f == 1:
             boxes[2] = 0  # a missing view
-        table[f] = (0, 0, 10 * f, world[f][inverse], boxes)
+        table[f] = (0, 0, 10 * f, multiview_order(world[f]), boxes)
     labels = {"subject_names": ["S9"], "camera_names": ["54138969", "55011271", "58860488", "60457274"],
               "action_names": ["Walking-1"], "cameras": cameras, "table": table}  # fmt: skip
     np.save(path, labels)
@@ -146,7 +147,7 @@ def _write_3dhp_train(root, scene, calibration_cameras=CAMERAS):
     annot2, annot3 = np.empty((CAMERAS, 1), object), np.empty((CAMERAS, 1), object)
     for c in range(CAMERAS):
         j28 = rng.normal(0, 100, (FRAMES, 28, 3)) + [0, 0, 4000]
-        j28[:, TRAIN_TO_WS3D] = cams[:, c]
+        j28[:, H36M_17_IN_MPI_28] = cams[:, c]
         annot3[c, 0] = j28.reshape(FRAMES, 84)
         annot2[c, 0] = project(j28, K[c]).reshape(FRAMES, 56)
     scipy.io.savemat(folder / "annot.mat", {"annot2": annot2, "annot3": annot3, "frames": np.arange(FRAMES)[:, None]})
@@ -228,8 +229,9 @@ def _write_matlab_v73(path, arrays):
 
 def test_3dhp_test_set(tmp_path, scene):
     world, K, _, _, cams = scene
-    j17 = np.empty((FRAMES, 17, 3))
-    j17[:, TEST_TO_WS3D] = cams[:, 0]
+    j28 = np.zeros((FRAMES, 28, 3))
+    j28[:, H36M_17_IN_MPI_28] = cams[:, 0]
+    j17 = j28[:, MPI_TEST_17]  # the test set's joints, in its order
     folder = tmp_path / "TS3"
     folder.mkdir()
     # univ_annot3: the same poses rescaled to the universal skeleton: the ground truth that
@@ -243,7 +245,9 @@ def test_3dhp_test_set(tmp_path, scene):
     records = load_test_sequence(tmp_path, 3)
     assert records["image"].tolist() == ["TS3/imageSequence/img_000001.jpg", "TS3/imageSequence/img_000003.jpg"]
     np.testing.assert_allclose(records["K"][0], K[0], rtol=1e-5, atol=1e-3)  # K fitted from annot3 -> annot2
-    np.testing.assert_allclose(records["joints_cam"], univ[[0, 2]][:, TEST_TO_WS3D], atol=0.01)
+    univ_28 = np.zeros((FRAMES, 28, 3))
+    univ_28[:, MPI_TEST_17] = univ
+    np.testing.assert_allclose(records["joints_cam"], univ_28[[0, 2]][:, H36M_17_IN_MPI_28], atol=0.01)
     with pytest.raises(AssertionError):  # annot3 is not the evaluated ground truth
         np.testing.assert_allclose(records["joints_cam"], cams[[0, 2], 0], atol=0.01)
 
@@ -259,12 +263,12 @@ def test_mpii(tmp_path):
     (tmp_path / "train.json").write_text(json.dumps(entries))
     records = load_mpii(tmp_path / "train.json")
     joints = np.array(entries[0]["joints"]) - 1
-    for j, m in enumerate(MPII_TO_WS3D):
+    for j, m in enumerate(H36M_17_IN_MPII):
         if m is None:
             assert records["vis"][0, j] == 0  # spine: MPII has none
         else:
             np.testing.assert_allclose(records["uv"][0, j], joints[m], rtol=1e-6)
-            assert records["vis"][0, j] == (m != 15)  # LWrist (MPII 15) unlabelled in this entry
+            assert records["vis"][0, j] == (MPII_16[m] != "l_wrist")  # unlabelled in this entry
     np.testing.assert_allclose(records["centre"][0], [80.0, 60.0 + 15 * 0.4])
     assert records["side"][0] == pytest.approx(200 * 1.25 * 0.4) and np.isnan(records["K"]).all()
     # Read the images and crop through the training transform.
