@@ -158,11 +158,11 @@ def test_both_stages_train_on_record_files_and_eval_reads_them(record_files, tmp
 
 
 def test_tracklets_of_a_rendered_video_train_the_weak_stage(tmp_path, capsys):
-    """A camera orbits two static people (the synthetic orbit rig, two rendered people side
-    by side in each frame); the "detections" are the true 2D plus noise, one person missing
-    from one frame. Tracklets -> a multi-view record set -> 2 weak-stage steps beside
-    synthetic 2D-labelled images."""
-    video, views = tmp_path / "video", 6
+    """A camera orbits two static people (the synthetic orbit rig); in the frames the two
+    rendered people cross (each slides 64 px towards the other's side), and the
+    "detections" are the true 2D plus noise, one person missing from one frame.
+    Tracklets -> a multi-view record set -> 2 weak-stage steps beside synthetic 2D images."""
+    video, views = tmp_path / "video", 8
     video.mkdir()
     # No truncated crops: in a video the person drifts slowly through the frame, while a
     # truncated render jumps by a third of the crop between views.
@@ -170,20 +170,27 @@ def test_tracklets_of_a_rendered_video_train_the_weak_stage(tmp_path, capsys):
     people = [render_group(cfg, g, views, "orbit") for g in (0, 1)]
     rng, frames = np.random.default_rng(0), []
     for f in range(views):
-        image = np.concatenate([people[0][f]["image"], people[1][f]["image"]], 1)  # 64 x 128 px
-        cv2.imwrite(str(video / f"frame_{f:03d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        image = np.zeros((64, 128, 3), np.uint8)
         detected = []
-        for p, offset in ((0, 0.0), (1, 64.0)):
-            if (p, f) == (1, 3):
+        for p, offset in ((0, round(64 * f / (views - 1))), (1, 64 - round(64 * f / (views - 1)))):
+            image[:, offset : offset + 64] = np.maximum(image[:, offset : offset + 64], people[p][f]["image"])
+            if (p, f) == (1, 6):
                 continue  # a drop-out
             uv = people[p][f]["uv"] + [offset, 0.0] + rng.normal(0, 0.5, (17, 2))
             detected.append(np.concatenate([uv, np.full((17, 1), 0.9)], 1).tolist())
+        cv2.imwrite(str(video / f"frame_{f:03d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         frames.append({"frame": f, "image": f"frame_{f:03d}.png", "people": detected})
     (video / "detections.json").write_text(json.dumps({"frames": frames}))
     out = tmp_path / "tracklets.npz"
     assert main(["data", "tracklets", str(video / "detections.json"), "--out", str(out), "--focal", "150"]) == 0
     records = open_records(out, multi_view=True)
-    assert sorted(np.bincount(records.arrays["group"]).tolist()) == [views - 1, views]
+    group, pelvis_u = records.arrays["group"], records.arrays["uv"][:, 0, 0]
+    assert sorted(np.bincount(group).tolist()) == [6, views]  # B's frames after its drop-out start a stub
+    for g in (0, 1):  # each tracklet is one person: it keeps moving one way through the crossing
+        steps = np.diff(pelvis_u[group == g])
+        assert (steps > 0).all() or (steps < 0).all(), pelvis_u[group == g]
+    a, b = sorted((pelvis_u[group == g] for g in (0, 1)), key=len, reverse=True)  # frames 0-7, frames 0-5
+    assert a[0] < b[0] - 40 and a[5] > b[5] + 20  # they really crossed
     assert records[0]["image"].shape == (64, 128, 3) and records.arrays["K"][0, 0, 0] == 150
 
     synthetic = tmp_path / "synthetic"
