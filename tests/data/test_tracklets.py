@@ -73,6 +73,23 @@ def test_tracklets_follow_people_through_crossings_and_drop_outs():
     assert by_name["D"].frames == [f for f in range(FRAMES) if f not in (4, 5, 7)]
 
 
+def test_a_drop_out_where_people_cross_keeps_their_identities():
+    """B is not detected in the frames where it passes A: matched at its last position, A
+    (now there) would take B's tracklet; matched where B's velocity carries it, it does not."""
+    frames, truth = _stream()
+    hidden = {9, 10}  # A and B cross at frame ~9
+    for f in hidden:
+        keep = [k for k in range(len(frames[f][1])) if truth.get((f, k)) != "B"]
+        truth.update({(f, i): truth.pop((f, k)) for i, k in enumerate(keep) if (f, k) in truth})
+        frames[f] = (f, frames[f][1][keep], frames[f][2])
+    tracklets = build_tracklets(frames)
+    identities = [_identity(t, frames, truth) for t in tracklets]
+    assert all(len(i) == 1 for i in identities), identities
+    by_name = {next(iter(i)): t for i, t in zip(identities, tracklets, strict=True)}
+    assert by_name["A"].frames == list(range(FRAMES))
+    assert by_name["B"].frames == [f for f in range(FRAMES) if f not in hidden]
+
+
 def test_tracklets_shorter_than_min_length_are_dropped():
     frames, _ = _stream()
     assert len(build_tracklets(frames, min_length=3)) == 4  # C's 3 frames now count

@@ -106,6 +106,18 @@ def pose_distance(a: np.ndarray, b: np.ndarray, threshold: float = 0.5) -> float
     return float(shift + shape)
 
 
+def _predicted(tracklet: Tracklet, frame: int) -> np.ndarray:
+    """The tracklet's last pose moved on to ``frame`` at its last pelvis velocity (the
+    last pose itself for a tracklet of one frame)."""
+    last = tracklet.poses[-1]
+    if len(tracklet.frames) < 2:
+        return last
+    velocity = (last[ROOT, :2] - tracklet.poses[-2][ROOT, :2]) / (tracklet.frames[-1] - tracklet.frames[-2])
+    moved = last.copy()
+    moved[:, :2] += velocity * (frame - tracklet.frames[-1])
+    return moved
+
+
 def build_tracklets(frames: list[tuple[int, np.ndarray, str]], min_length: int = 5, max_distance: float = 1.0,
                     max_gap: int = 3, threshold: float = 0.5) -> list[Tracklet]:  # fmt: skip
     """Link detections into tracklets.
@@ -119,7 +131,9 @@ def build_tracklets(frames: list[tuple[int, np.ndarray, str]], min_length: int =
 
     Greedy matching: in each frame, the (tracklet, pose) pair with the smallest distance
     is linked first, then the next smallest among the rest, and so on; a pose left over
-    starts a new tracklet.
+    starts a new tracklet. A tracklet is compared at the position it would have now,
+    moving on at its last pelvis velocity (per frame): across a gap, where two people
+    cross, its last seen position is where the other person is.
     """
     if min_length < 1:
         raise InputError(f"min_length must be at least 1, got {min_length}")
@@ -128,7 +142,7 @@ def build_tracklets(frames: list[tuple[int, np.ndarray, str]], min_length: int =
         kept = [p for p in poses if keep_pose(p, threshold)]
         alive = [t for t in tracklets if 0 < frame - t.frames[-1] <= max_gap]
         costs = sorted(
-            (pose_distance(t.poses[-1], p, threshold), ti, pi)
+            (pose_distance(_predicted(t, frame), p, threshold), ti, pi)
             for ti, t in enumerate(alive)
             for pi, p in enumerate(kept)
         )
