@@ -37,6 +37,12 @@ def look_at(centre: np.ndarray, target: np.ndarray, down=(0.0, 1.0, 0.0)):
     return R, -R @ centre
 
 
+def default_focal(width: int, height: int) -> float:
+    """The focal length (px) assumed for an uncalibrated image or video: 1.2 x its longer
+    side, a ~45 degree field of view (ws3d predict, ws3d data tracklets)."""
+    return 1.2 * max(width, height)
+
+
 def intrinsics(fx: float, fy: float, cx: float, cy: float) -> np.ndarray:
     """The 3x3 pinhole matrix [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]."""
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import torch
 
-from ws3d.camera import intrinsics
+from ws3d.camera import default_focal, intrinsics
 from ws3d.data.sheet import draw_skeleton
 from ws3d.data.transforms import PoseTransform
 from ws3d.errors import InputError, MissingFileError
@@ -51,7 +51,7 @@ def predict_images(checkpoint: str, images: list[str], out: str | os.PathLike, f
     unlabelled = {"uv": np.zeros((NUM_JOINTS, 2), np.float32), "vis": np.zeros(NUM_JOINTS, np.uint8)}
     for path, image in zip(images, frames, strict=True):
         h, w = image.shape[:2]
-        f = focal if focal is not None else 1.2 * max(h, w)
+        f = focal if focal is not None else default_focal(w, h)
         item = transform({"image": image, "K": intrinsics(f, f, (w - 1) / 2, (h - 1) / 2), **unlabelled})
         result = model(item["image"][None].to(device), item["K"][None].to(device))
         uv = to_source_pixels(result["uv"].cpu(), item["crop"][None])[0].numpy()

@@ -71,8 +71,9 @@ class RecordDataset(torch.utils.data.Dataset):
     holds the record set, as in :class:`ws3d.data.ShardDataset`.
     """
 
-    def __init__(self, records: dict[str, np.ndarray], root: str | os.PathLike):
-        self.arrays, self.root = with_cameras(records), Path(root)
+    def __init__(self, records: dict[str, np.ndarray], root: str | os.PathLike,
+                 where: str | os.PathLike = "record set"):  # fmt: skip
+        self.arrays, self.root = with_cameras(records, where), Path(root)
 
     def __len__(self) -> int:
         return len(self.arrays["image"])
@@ -156,7 +157,7 @@ def open_records(path: str | os.PathLike, multi_view: bool = False) -> RecordDat
     if "root" not in arrays:
         raise InputError(f"{path}: field 'root' is missing")
     root = str(arrays.pop("root"))
-    arrays = with_cameras(arrays, path)
-    check_stored(arrays, RECORDS, multi_view, path)
-    require_images(arrays, Path(root), path)
-    return RecordDataset(arrays, root)
+    dataset = RecordDataset(arrays, root, where=path)  # decides the cameras
+    check_stored(dataset.arrays, RECORDS, multi_view, path)
+    require_images(dataset.arrays, dataset.root, path)
+    return dataset

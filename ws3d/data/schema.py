@@ -30,7 +30,7 @@ SHARDS, RECORDS = "shards", "records"
 @dataclass(frozen=True)
 class Field:
     shape: tuple[int | None, ...]
-    dtype: type | None  # None: the loader's (paths are str in a record set)
+    dtype: type  # as stored in shards (a record set stores image paths as str)
     role: str
     stored_in: frozenset[str]  # SHARDS, RECORDS: the stored forms that hold it
     multi_view: bool  # only multi-view sets carry it

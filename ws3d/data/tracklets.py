@@ -29,9 +29,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ws3d.camera import intrinsics
+from ws3d.camera import default_focal, intrinsics
+from ws3d.data.records import box_of
 from ws3d.data.schema import require
-from ws3d.data.transforms import person_box
 from ws3d.errors import InputError, MissingFileError
 from ws3d.skeleton import NECK, NUM_JOINTS, ROOT
 
@@ -163,9 +163,6 @@ def build_tracklets(frames: list[tuple[int, np.ndarray, str]], min_length: int =
     return [t for t in tracklets if len(t.frames) >= min_length]
 
 
-DEFAULT_FOCAL = 1.2  # x the longer image side: a ~45 degree field of view (as ws3d predict assumes)
-
-
 def tracklet_records(tracklets: list[Tracklet], images: str | os.PathLike, focal: float | None = None,
                      threshold: float = 0.5) -> dict[str, np.ndarray]:  # fmt: skip
     """The tracklets as a multi-view record set (:mod:`ws3d.data.records`): one group per
@@ -174,10 +171,11 @@ def tracklet_records(tracklets: list[Tracklet], images: str | os.PathLike, focal
     Each view keeps its image path (relative to ``images``), uv, and vis = confidence >=
     ``threshold``; its person box is :func:`ws3d.data.transforms.person_box` of the visible
     joints (they span 75 % of it, 10 % more for skin: the crop rule of every data set);
-    K is the video's pinhole camera: principal point at the image centre (the resolution is
-    read from the first frame's image) and ``focal`` px (default DEFAULT_FOCAL x the longer
-    side), has_K True since it models the whole image, unlike a per-box stand-in. No 3D:
-    joints_cam NaN, R = I and t = 0 with extrinsics_known False (the camera moved).
+    K is the video's pinhole camera: principal point at the image centre (the resolution
+    is read from the first frame's image) and ``focal`` px (default
+    :func:`ws3d.camera.default_focal`, as ws3d predict assumes), has_K True since it models
+    the whole image, unlike a per-box stand-in. No 3D: joints_cam NaN, R = I and t = 0
+    with extrinsics_known False (the camera moved).
     """
     rows = [(g, im, p) for g, t in enumerate(tracklets) for im, p in zip(t.images, t.poses, strict=True)]
     if not rows:
@@ -189,19 +187,19 @@ def tracklet_records(tracklets: list[Tracklet], images: str | os.PathLike, focal
     if frame is None:
         raise MissingFileError(f"{first}: missing or not an image (the video's resolution is read from it)")
     h, w = frame.shape[:2]
-    f = focal if focal is not None else DEFAULT_FOCAL * max(h, w)
+    f = focal if focal is not None else default_focal(w, h)
     if not f > 0:
         raise InputError(f"focal must be a positive number of pixels, got {f}")
     poses = np.stack([p for _, _, p in rows])
-    uv, vis = poses[..., :2], poses[..., 2] >= threshold
-    boxes = [person_box(u, v) for u, v in zip(uv, vis, strict=True)]
+    uv, vis = poses[..., :2], (poses[..., 2] >= threshold).astype(np.uint8)
+    centre, side = box_of(uv, vis)
     n = len(rows)
     return {
         "image": np.array([im for _, im, _ in rows], dtype=str),
         "uv": uv.astype(np.float32),
-        "vis": vis.astype(np.uint8),
-        "centre": np.array([c for c, _ in boxes], np.float32),
-        "side": np.array([s for _, s in boxes], np.float32),
+        "vis": vis,
+        "centre": centre,
+        "side": side,
         "K": np.broadcast_to(intrinsics(f, f, (w - 1) / 2, (h - 1) / 2), (n, 3, 3)).astype(np.float32),
         "has_K": np.ones(n, bool),
         "joints_cam": np.full((n, NUM_JOINTS, 3), np.nan, np.float32),
