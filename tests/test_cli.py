@@ -196,3 +196,9 @@ def test_export_then_ablation_trains_each_setting_once_and_writes_its_table(tmp_
     # A finished run of other settings is not passed off as this one's.
     assert main([*args, "train.freeze_2d=false"]) == 2
     assert "delete" in capsys.readouterr().err and last.stat().st_mtime_ns == before
+    # Nor is one trained on other data: splits of the same size, rendered with another seed.
+    for split, n in (("2d", 8), ("mv", 16)):
+        assert main(["data", "synth", "--out", str(other), "--split", split, "--n", str(n), "--size", "64",
+                     "--seed", "3", "--rig", "h36m", "--workers", "1"]) == 0  # fmt: skip
+    assert main([*args, f"data.root={other}"]) == 2
+    assert "trained on other data" in capsys.readouterr().err and last.stat().st_mtime_ns == before

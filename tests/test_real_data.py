@@ -7,6 +7,7 @@ rendered video of static people, linked into tracklets by ``ws3d data tracklets`
 """
 
 import json
+import shutil
 
 import cv2
 import numpy as np
@@ -15,6 +16,7 @@ import torch
 from public_formats import multiview_order
 
 from ws3d.camera import project, world_to_camera
+from ws3d.checkpoint import save_checkpoint
 from ws3d.cli import main
 from ws3d.config import load_config
 from ws3d.data.poses import make_subject, sample_person
@@ -22,8 +24,8 @@ from ws3d.data.records import concat_records, open_records
 from ws3d.data.rigs import sample_rig
 from ws3d.data.synthetic import SynthConfig, render_group, write_shards
 from ws3d.evaluate import predict_dataset
-from ws3d.model import PoseNet2p5D
-from ws3d.trainer import train
+from ws3d.model import PoseNet2p5D, build_model
+from ws3d.trainer import build, train
 
 MPII_SIZES = [(120, 160), (100, 90), (150, 150), (120, 160), (90, 130), (110, 100)]  # (H, W) per image
 FRAMES, CAMERAS, SIDE = 3, 4, 1000
@@ -155,6 +157,50 @@ def test_both_stages_train_on_record_files_and_eval_reads_them(record_files, tmp
     assert main(["eval", str(tmp_path / "weak" / "last.pt"), "--data", str(h36m), "--json", "--device", "cpu"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert set(metrics) == {"mpjpe", "n_mpjpe", "p_mpjpe", "pck150", "auc", "px2d"}
+
+
+@pytest.fixture(scope="module")
+def untrained(tmp_path_factory):
+    """A 2D checkpoint of an untrained small model (64 px crops)."""
+    path = tmp_path_factory.mktemp("untrained") / "pre.pt"
+    cfg = load_config(None, ["data.size=64", "model.width=16"])
+    torch.manual_seed(0)
+    save_checkpoint(path, {"model": build_model(cfg).state_dict(), "step": 0, "config": cfg.to_dict()})
+    return path
+
+
+def test_eval_of_a_record_set_without_3d_or_cameras_reports_what_it_can(record_files, untrained, capsys):
+    mpii = str(record_files[0])
+    assert main(["eval", str(untrained), "--data", mpii, "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "no intrinsics: no 3D pose" in printed and "no 3D labels" in printed and "solvable" not in printed
+    assert "MPJPE " not in printed and "PCK@150mm" not in printed and "2D error" in printed
+    assert f"on {mpii}:" in printed  # no split named for a record file
+    assert main(["eval", str(untrained), "--data", mpii, "--json", "--device", "cpu"]) == 0
+    metrics = json.loads(capsys.readouterr().out, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
+    assert {k for k, v in metrics.items() if v is None} == {"mpjpe", "n_mpjpe", "p_mpjpe", "pck150", "auc"}
+    assert metrics["px2d"] > 0
+    assert main(["eval", str(untrained), "--data", mpii, "--split", "mv", "--device", "cpu"]) == 2
+    assert "record-set file" in capsys.readouterr().err
+
+
+def test_pseudo_labels_of_a_rewritten_record_file_are_made_again(record_files, untrained, tmp_path):
+    """The cache follows the record file's contents, not its path."""
+    h36m = tmp_path / "h36m.npz"
+    shutil.copy(record_files[1], h36m)
+    args = ["data.size=64", "model.width=16", "data.workers=0", "train.progress=false", "data.images=0",
+            "data.groups=1", f"data.records_mv={h36m}", "train.stage=weak", f"train.init={untrained}",
+            "data.mv_labels=pseudo"]  # fmt: skip
+
+    def labels(run):
+        return build(load_config(None, [*args, f"run_dir={tmp_path / run}"]))[1].multi_view.uv
+
+    first = labels("run")
+    with np.load(h36m) as f:
+        arrays = dict(f)
+    np.savez(h36m, **{**arrays, "centre": arrays["centre"] + 40})  # the crops move: so do the labels
+    again = labels("run")
+    assert np.array_equal(again, labels("fresh")) and np.abs(again - first).max() > 10
 
 
 def test_tracklets_of_a_rendered_video_train_the_weak_stage(tmp_path, capsys):

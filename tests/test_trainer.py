@@ -3,6 +3,7 @@ and the fused ops train like the reference ops."""
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,9 +15,11 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from ws3d.checkpoint import save_checkpoint
 from ws3d.config import STAGES, load_config
 from ws3d.data.sampling import collate_mixed
-from ws3d.data.synthetic import SynthConfig, write_shards
+from ws3d.data.synthetic import ShardDataset, SynthConfig, write_shards
+from ws3d.model import build_model
 from ws3d.ops import select_backend, use_backend
 from ws3d.skeleton import NUM_JOINTS
 from ws3d.trainer import build, compute_losses, train
@@ -56,7 +59,7 @@ def test_each_stage_lowers_its_loss_on_a_fixed_batch(stage, objective, data, pre
     extra = ["data.mv_labels=given"] if stage == "weak" else []  # the tiny 2D model is too unsure to label
     cfg = _config(data, tmp_path, stage, None if stage == "pretrain2d" else pretrained, f"loss.objective={objective}",
                   *extra)  # fmt: skip
-    model, dataset, sampler = build(cfg)
+    model, dataset, sampler, _ = build(cfg)
     batch = collate_mixed([dataset[i] for i in next(iter(sampler))])
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = []
@@ -78,7 +81,7 @@ def test_each_stage_lowers_its_loss_on_a_fixed_batch(stage, objective, data, pre
 def test_weak_batches_carry_no_3d_labels(labels, extrinsics, data, pretrained, tmp_path):
     cfg = _config(data, tmp_path, "weak", pretrained, f"data.mv_labels={labels}",
                   f"data.known_extrinsics={str(extrinsics).lower()}")  # fmt: skip
-    _, dataset, sampler = build(cfg)
+    _, dataset, sampler, _ = build(cfg)
     mv = collate_mixed([dataset[i] for i in next(iter(sampler))])["mv"]
     views = dataset.multi_view.views
     assert "depth" in mv and "depth_weight" in mv  # the triangulated targets, the only depth signal
@@ -102,7 +105,7 @@ def test_procrustes_grad_passes_l_mc_through_the_alignment(data, pretrained, tmp
     for flag in ("false", "true"):
         cfg = _config(data, tmp_path, "weak", pretrained, "loss.objective=paper", "data.mv_labels=given",
                       f"loss.procrustes_grad={flag}")  # fmt: skip
-        model, dataset, sampler = build(cfg)
+        model, dataset, sampler, _ = build(cfg)
         batch = collate_mixed([dataset[i] for i in next(iter(sampler))])
         terms = compute_losses(model, batch, cfg, torch.device("cpu"))[1]
         terms["l_mc"].backward()
@@ -170,7 +173,7 @@ def test_resuming_with_a_config_that_changes_training_is_refused(data, tmp_path)
 
 def test_pseudo_labels_are_cached_and_remade_for_other_settings(data, pretrained, tmp_path):
     def labels(*extra):
-        _, dataset, _ = build(_config(data, tmp_path, "weak", pretrained, *extra))
+        _, dataset, _, _ = build(_config(data, tmp_path, "weak", pretrained, *extra))
         return dataset.multi_view.uv, dataset.multi_view.vis
 
     uv, vis = labels()
@@ -184,6 +187,70 @@ def test_pseudo_labels_are_cached_and_remade_for_other_settings(data, pretrained
     assert vis_strict.sum() < vis.sum()
     cache.write_bytes(b"")  # a cache without a key (or an older one) is made again too
     assert np.array_equal(labels()[0], uv)
+
+
+@pytest.fixture(scope="module")
+def other_data(tmp_path_factory):
+    """Splits with the counts of ``data`` but other images (another seed)."""
+    root = tmp_path_factory.mktemp("other")
+    for split, n, rig in (("2d", 24, "mixed"), ("mv", 48, "h36m")):
+        write_shards(SynthConfig(split, n, size=64, rig=rig, seed=5), root, workers=1, progress=False)
+    return root
+
+
+def test_cached_pseudo_labels_follow_the_images_and_beta_not_the_cache_path(data, other_data, pretrained, tmp_path):
+    """One run directory, so one cache file: labels of other images (same count) or of
+    another beta are made again, and equal what a fresh run directory makes."""
+    def labels(root, run, *extra):
+        _, dataset, _, _ = build(_config(root, tmp_path / run, "weak", pretrained, "data.mv_labels=pseudo", *extra))
+        return dataset.multi_view.uv
+
+    first = labels(data, "run")
+    for root, extra in ((other_data, ()), (data, ("model.beta=20",))):
+        reused, fresh = labels(root, "run", *extra), labels(root, f"fresh-{len(extra)}", *extra)
+        assert np.array_equal(reused, fresh)
+        assert np.abs(reused - first).max() > 1, "the cache of other images or another beta was reused"
+
+
+def test_a_run_resumes_on_its_data_moved_but_not_on_other_data(data, other_data, tmp_path):
+    args = [*TINY, f"run_dir={tmp_path / 'run'}", "train.checkpoint_every=1"]
+    train(load_config(None, [*args, f"data.root={data}", "train.steps=2"]))
+    assert set(torch.load(tmp_path / "run" / "last.pt", weights_only=True)["data"]) == {"2d"}
+    with pytest.raises(ValueError, match=r"cannot resume: .* other data \(2d split differs"):
+        train(load_config(None, [*args, f"data.root={other_data}", "train.steps=3"]))
+    moved = tmp_path / "moved"
+    shutil.copytree(data, moved)
+    assert train(load_config(None, [*args, f"data.root={moved}", "train.steps=3"]))["step"] == 3
+
+
+def test_a_frozen_hrnet_keeps_its_batchnorm_statistics(data, tmp_path):
+    """freeze_2d with BatchNorm (HRNet): the 2D path in eval mode gives bit-identical heatmaps
+    after training steps; in training mode each forward pass would move its running means."""
+    pre = load_config(None, [*TINY, f"data.root={data}", "model.backbone=hrnet_w32", f"run_dir={tmp_path}"])
+    torch.manual_seed(0)
+    init = build_model(pre)
+    save_checkpoint(tmp_path / "init.pt", {"model": init.state_dict(), "step": 0, "config": pre.to_dict()})
+    cfg = _config(data, tmp_path / "weak", "weak", tmp_path / "init.pt", "model.backbone=hrnet_w32",
+                  "train.freeze_2d=true", "data.mv_labels=given", "data.images=2", "data.groups=1",
+                  "data.max_views=2", "train.steps=2", "train.lr=1e-2")  # fmt: skip
+    train(cfg)
+    images = torch.from_numpy(ShardDataset(data, "test").arrays["image"][:2]).permute(0, 3, 1, 2).float() / 255
+    trained = build_model(cfg)
+    trained.load_state_dict(_weights(tmp_path / "weak" / "last.pt"))
+    with torch.no_grad():
+        expected, got = init.eval()(images)["heatmaps"], trained.eval()(images)["heatmaps"]
+    assert torch.equal(got, expected)
+    assert not torch.equal(trained.head.weight[NUM_JOINTS:], init.head.weight[NUM_JOINTS:])  # depth trained
+
+
+def test_runs_without_a_validation_set_when_eval_comes_before_the_first_log(data, tmp_path):
+    run = tmp_path / "run"
+    cfg = load_config(None, [*TINY, f"data.root={data}", f"run_dir={run}", "data.eval_images=0", "train.steps=3",
+                             "train.eval_every=1", "train.log_every=2"])  # fmt: skip
+    result = train(cfg)
+    assert result["step"] == 3 and result["val"] is None
+    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [2, 3]
+    assert (run / "training.png").stat().st_size > 0
 
 
 def _free_port() -> int:
@@ -216,6 +283,22 @@ def test_two_process_ddp_equals_one_process(data, pretrained, tmp_path):
     mp.spawn(_ddp_worker, args=(2, _free_port(), [*base, f"run_dir={tmp_path / 'two'}"]), nprocs=2)
     one, two = _weights(tmp_path / "one" / "last.pt"), _weights(tmp_path / "two" / "last.pt")
     assert any(not torch.equal(one[k], torch.load(pretrained, weights_only=True)["model"][k]) for k in one)
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_two_process_pretrain2d_with_a_depth_branch_that_l_h_never_reaches(data, tmp_path):
+    """model.depth_blocks > 0 and loss.uv = 0: nothing in pre-training reaches the depth
+    branch, which must not leave DDP waiting for its gradients."""
+    base = [*TINY, f"data.root={data}", "model.depth_blocks=1", "loss.uv=0", "train.steps=2", "data.scale=0",
+            "data.rotation=0"]  # fmt: skip
+    torch.set_num_threads(1)
+    try:
+        train(load_config(None, [*base, f"run_dir={tmp_path / 'one'}"]))
+    finally:
+        torch.set_num_threads(os.cpu_count() or 1)
+    mp.spawn(_ddp_worker, args=(2, _free_port(), [*base, f"run_dir={tmp_path / 'two'}"]), nprocs=2)
+    one, two = _weights(tmp_path / "one" / "last.pt"), _weights(tmp_path / "two" / "last.pt")
     for name in one:
         torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-5, msg=name)
 

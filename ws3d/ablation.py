@@ -93,7 +93,8 @@ def _model_2d_only(init: str):
 
 def run_setting(name: str, config: str, runs: Path, overrides: list[str]) -> tuple[object, object, float]:
     """Train one setting (unless its run is finished) -> (model, config, training seconds)."""
-    from ws3d.trainer import train  # only when training: the CLI imports this module for SETTINGS
+    # Only when training: the CLI imports this module for SETTINGS.
+    from ws3d.trainer import data_conflicts, split_digests, train, training_splits
 
     setting = SETTINGS[name]
     base = load_config(config, overrides)
@@ -107,7 +108,11 @@ def run_setting(name: str, config: str, runs: Path, overrides: list[str]) -> tup
     if saved is not None and (conflicts := resume_conflicts(saved["config"], cfg)):
         raise InputError(f"{last}: a run of other settings ({', '.join(conflicts)}); delete {cfg.run_dir} to "
                          "train this setting again, or use another --runs")  # fmt: skip
-    if not (done.is_file() and saved is not None and saved["step"] >= cfg.train.steps):
+    finished = done.is_file() and saved is not None and saved["step"] >= cfg.train.steps
+    if finished:
+        if why := data_conflicts(saved.get("data"), split_digests(training_splits(cfg)), last):
+            raise InputError(f"{why}; delete {cfg.run_dir} to train this setting again, or use another --runs")
+    else:
         start = time.perf_counter()
         train(cfg)
         done.write_text(json.dumps({"seconds": time.perf_counter() - start}) + "\n")

@@ -6,7 +6,7 @@
     ws3d data records {mpii,h36m,h36m-multiview,3dhp-train,3dhp-test} SOURCE --out FILE [--images DIR] ...
     ws3d train CONFIG [section.key=value ...]
     ws3d ablation [--config CONFIG] [--settings NAME ...] [--test DIR ...] [--runs DIR] [--out DIR] [key=value ...]
-    ws3d eval CKPT --data DIR|RECORDS.npz [--split test] [--json]
+    ws3d eval CKPT --data DIR [--split test] [--json]  |  ws3d eval CKPT --data RECORDS.npz [--json]
     ws3d export CKPT OUT --data DIR [--split test]
     ws3d predict CKPT IMAGE... [--out DIR] [--focal F]
     ws3d bench [SWEEP ARGS ...]
@@ -76,7 +76,8 @@ def _data_records(args) -> None:
     elif args.kind == "h36m":
         records, images = h36m.load_mmpose(source, args.camera_file), None  # --images, checked above
     elif args.kind == "h36m-multiview":
-        records, images = h36m.load_multiview_labels(source, args.image_folder), None
+        margin = h36m.MULTIVIEW_BOX_MARGIN if args.box_margin is None else args.box_margin
+        records, images = h36m.load_multiview_labels(source, args.image_folder, margin), None
     elif args.kind == "3dhp-train":
         parts = []
         for item in args.sequences:
@@ -126,12 +127,20 @@ def _ablation(args) -> None:
 
 
 def _format_metrics(m: dict) -> str:
-    lines = [f"  {int(m['images'])} test images, 3D pose solvable for {m['valid']:.1%}"]
+    """The metrics that ``m`` has (:func:`ws3d.evaluate.metrics_from_predictions` leaves out
+    what the data cannot support), and a word on each one it has not."""
+    solvable = (f"3D pose solvable for {m['valid']:.1%}" if "valid" in m
+                else "no intrinsics: no 3D pose")  # fmt: skip
+    lines = [f"  {int(m['images'])} test images, {solvable}"]
     if "mpjpe" in m:
+        if m["images_3d"] < m["images"]:
+            lines.append(f"  3D metrics over the {int(m['images_3d'])} images with 3D labels and intrinsics")
         lines += [f"  MPJPE {m['mpjpe']:7.1f} mm   N-MPJPE {m['n_mpjpe']:7.1f} mm   P-MPJPE {m['p_mpjpe']:7.1f} mm",
                   f"  PCK@150mm {100 * m['pck150']:5.1f} %   AUC {100 * m['auc']:5.1f} %   "
                   f"NPCK {100 * m['npck150']:5.1f} %"]  # fmt: skip
-    lines.append(f"  2D error {m['px2d']:.2f} px")
+    else:
+        lines.append("  no 3D labels: MPJPE, N-MPJPE, P-MPJPE, PCK, AUC and NPCK not reported")
+    lines.append(f"  2D error {m['px2d']:.2f} px" if "px2d" in m else "  no 2D labels: no 2D error")
     return "\n".join(lines)
 
 
@@ -143,14 +152,18 @@ def _eval(args) -> None:
     from ws3d.evaluate import evaluate
     from ws3d.model import model_from_checkpoint
 
+    records = Path(args.data).is_file()
+    if records and args.split is not None:
+        raise InputError(f"--split {args.split}: {args.data} is a record-set file, which is one split already; "
+                         "--split picks a split of a `ws3d data synth` directory")  # fmt: skip
     model, cfg = model_from_checkpoint(args.checkpoint, args.device)
-    data = open_records(args.data) if Path(args.data).is_file() else ShardDataset(args.data, args.split)
+    data = open_records(args.data) if records else ShardDataset(args.data, args.split or "test")
     metrics = evaluate(model, data, cfg.data.size, progress=not args.json)
-    if args.json:
+    if args.json:  # every key, null where the data cannot support the metric (JSON has no NaN)
         keys = ("mpjpe", "n_mpjpe", "p_mpjpe", "pck150", "auc", "px2d")
-        print(json.dumps({k: metrics[k] for k in keys if k in metrics}))
+        print(json.dumps({k: metrics.get(k) for k in keys}, allow_nan=False))
     else:
-        print(f"{args.checkpoint} on {args.data} ({args.split}):")
+        print(f"{args.checkpoint} on {args.data}" + ("" if records else f" ({args.split or 'test'})") + ":")
         print(_format_metrics(metrics))
 
 
@@ -229,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     records.add_argument("--image-folder", default="imageSequence-undistorted",
                          help="h36m-multiview: the frames' folder in each action (default: the undistorted "
                          "frames the labels' uv match; imageSequence: the distorted originals)")  # fmt: skip
+    records.add_argument("--box-margin", type=float, help="h36m-multiview: the factor the labelled person box is "
+                         "enlarged by (default 1.5: the person then fills ~2/3 of the crop, as in ws3d's synthetic "
+                         "crops; learnable-triangulation's own configs use 1.0)")  # fmt: skip
     records.add_argument("--sequences", nargs="+", help="3dhp-train: SUBJECT/SEQUENCE ...; 3dhp-test: 1..6")
     records.set_defaults(run=_data_records)
 
@@ -252,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("checkpoint")
     ev.add_argument("--data", required=True, help="directory written by `ws3d data synth`, or a record-set .npz "
                     "(`ws3d data records`)")  # fmt: skip
-    ev.add_argument("--split", default="test", choices=["2d", "mv", "test"])
+    ev.add_argument("--split", choices=["2d", "mv", "test"], help="the split of a `ws3d data synth` directory "
+                    "(default test); not for a record-set file")  # fmt: skip
     ev.add_argument("--json", action="store_true", help="print one JSON object (mm, fractions, px)")
     ev.add_argument("--device", default=device)
     ev.set_defaults(run=_eval)

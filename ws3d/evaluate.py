@@ -31,8 +31,10 @@ def predict_dataset(model: PoseNet2p5D, dataset: Dataset, size: int, batch_size:
 
     Returns numpy arrays: ``uv`` (N, J, 2) pixels of the data set's images, ``conf``
     (N, J), ``pose`` (N, J, 3) scale-normalised, ``valid`` (N,), ``image_wh`` (N, 2) the
-    images' widths and heights, and the ground truth ``uv_gt``, ``vis`` and, where the
-    data set has it, ``joints_cam`` (N, J, 3) mm.
+    images' widths and heights, ``has_K`` (N,) whether the image's intrinsics are known
+    (else ``pose`` and ``valid`` come from a nominal camera), and the ground truth
+    ``uv_gt``, ``vis`` and, where the data set has it, ``joints_cam`` (N, J, 3) mm (NaN
+    where unknown).
     """
     device = next(model.parameters()).device
     was_training = model.training
@@ -53,7 +55,8 @@ def predict_dataset(model: PoseNet2p5D, dataset: Dataset, size: int, batch_size:
         fields = {"uv": to_source_pixels(out["uv"].cpu(), crop).float(), "conf": out["conf"].cpu(),
                   "pose": out["pose"].cpu(), "valid": out["valid"].cpu(),
                   "uv_gt": to_source_pixels(batch["uv"], crop).float(), "vis": batch["vis"],
-                  "image_wh": image_wh}  # fmt: skip
+                  "image_wh": image_wh,
+                  "has_K": batch.get("has_K", torch.ones(len(chunk), dtype=torch.bool))}  # fmt: skip
         if "joints_cam" in batch:
             fields["joints_cam"] = batch["joints_cam"]
         for k, v in fields.items():
@@ -71,19 +74,34 @@ def pose_in_mm(pose: torch.Tensor) -> torch.Tensor:
 
 
 def metrics_from_predictions(pred: dict[str, np.ndarray]) -> dict[str, float]:
-    """The paper's metrics (mm, fractions 0..1, pixels) from :func:`predict_dataset`'s output."""
-    pose_mm = pose_in_mm(torch.from_numpy(pred["pose"]))
-    out = {"images": len(pose_mm), "valid": float(pred["valid"].mean())}
-    if "joints_cam" in pred:
-        gt = torch.from_numpy(pred["joints_cam"]).double()
-        out.update(mpjpe=mpjpe(pose_mm, gt), n_mpjpe=n_mpjpe(pose_mm, gt), p_mpjpe=p_mpjpe(pose_mm, gt),
-                   pck150=pck(pose_mm, gt), auc=auc(pose_mm, gt), npck150=npck(pose_mm, gt))  # fmt: skip
+    """The paper's metrics (mm, fractions 0..1, pixels) from :func:`predict_dataset`'s output,
+    only those the data support, each over the images that support it:
+
+    * ``images``; ``px2d`` over the labelled joints (absent without any);
+    * ``valid`` (3D pose solvable), over the images with known intrinsics (absent without any);
+    * the 3D metrics, over the images with known intrinsics and a 3D label of every joint,
+      their number in ``images_3d`` (all absent without any such image: an MPII or
+      tracklet record set has no 3D, and NaN or 0 % would read like a score).
+    """
+    known = pred.get("has_K", np.ones(len(pred["pose"]), bool)).astype(bool)
+    out = {"images": len(pred["pose"])}
+    if known.any():
+        out["valid"] = pred["valid"][known].mean()
+    with_3d = known & np.isfinite(pred["joints_cam"]).all((1, 2)) if "joints_cam" in pred else np.zeros_like(known)
+    if with_3d.any():
+        pose_mm = pose_in_mm(torch.from_numpy(pred["pose"][with_3d]))
+        gt = torch.from_numpy(pred["joints_cam"][with_3d]).double()
+        out.update(images_3d=int(with_3d.sum()), mpjpe=mpjpe(pose_mm, gt), n_mpjpe=n_mpjpe(pose_mm, gt),
+                   p_mpjpe=p_mpjpe(pose_mm, gt), pck150=pck(pose_mm, gt), auc=auc(pose_mm, gt),
+                   npck150=npck(pose_mm, gt))  # fmt: skip
     uv, uv_gt, vis = (torch.from_numpy(pred[k]).double() for k in ("uv", "uv_gt", "vis"))
-    out["px2d"] = pixel_error(uv, uv_gt, vis)
+    if vis.sum() > 0:
+        out["px2d"] = pixel_error(uv, uv_gt, vis)
     return {k: float(v) for k, v in out.items()}
 
 
 def evaluate(model: PoseNet2p5D, dataset: Dataset, size: int, batch_size: int = 64,
              progress: bool = False) -> dict[str, float]:  # fmt: skip
-    """MPJPE, N-MPJPE, P-MPJPE (mm), PCK@150 mm, AUC, NPCK (0..1), 2D error (px) on ``dataset``."""
+    """MPJPE, N-MPJPE, P-MPJPE (mm), PCK@150 mm, AUC, NPCK (0..1), 2D error (px) on ``dataset``,
+    those that its labels support (:func:`metrics_from_predictions`)."""
     return metrics_from_predictions(predict_dataset(model, dataset, size, batch_size, progress=progress))

@@ -40,7 +40,7 @@ def training_curves(jsonl: str | os.PathLike, out: str | os.PathLike) -> list[st
         for k in ("mpjpe", "n_mpjpe", "p_mpjpe"):
             ax_val.plot(steps, [r["val"][k] for r in val], marker="o", label=k.upper().replace("_", "-"))
         ax_val.set(ylabel="mm")
-    if val:
+    if val and "px2d" in val[0]["val"]:
         twin = ax_val.twinx()
         twin.plot(steps, [r["val"]["px2d"] for r in val], "k--", marker=".", label="2D error (px)")
         twin.set(ylabel="2D error, px")

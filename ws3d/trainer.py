@@ -6,7 +6,8 @@
   psi L_z against depths triangulated from those 2D joints (``loss.objective=
   triangulated``, ws3d's default, :mod:`ws3d.multiview`) or the paper's alpha L_MC +
   beta_B L_B (``loss.objective=paper``). No 3D label and no camera pose is used, unless
-  ``data.known_extrinsics`` asks for the true rotations ("WS+R").
+  ``data.known_extrinsics`` asks for the true rotations ("WS+R"). The labels and targets
+  are made (and cached) by :mod:`ws3d.weak_data`.
 * ``full``: the fully supervised baseline: the same images, L_H + psi L_z with the
   multi-view images' 3D labels.
 
@@ -15,67 +16,40 @@ every global batch. ``run_dir/last.pt`` is written atomically every
 ``train.checkpoint_every`` steps; starting a run whose directory holds one resumes it
 exactly (weights, optimiser, schedule, step, RNG; the data order and augmentation are
 functions of (seed, epoch, index), so the resumed run sees the same batches). Resuming
-with settings that change what is trained is refused (:data:`ws3d.config.RESUMABLE`).
+with settings that change what is trained is refused (:data:`ws3d.config.RESUMABLE`), and
+so is resuming on other data: the checkpoint keeps a digest of each training split
+(``data``: :func:`split_digests`), so ``data.root`` may move but not change its contents.
 ``run_dir/metrics.jsonl`` logs losses and validation metrics; ``run_dir/training.png``
 plots them.
 """
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import json
 import os
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ws3d import multiview
 from ws3d.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from ws3d.config import Config, resume_conflicts
 from ws3d.data.records import open_records
 from ws3d.data.sampling import MixedBatchSampler, MixedDataset, collate_mixed, group_indices
-from ws3d.data.schema import names
+from ws3d.data.schema import digest_arrays
 from ws3d.data.synthetic import ShardDataset
 from ws3d.data.transforms import PoseTransform
 from ws3d.errors import InputError
-from ws3d.evaluate import evaluate, predict_dataset
+from ws3d.evaluate import evaluate
 from ws3d.losses import bone_loss, depth_loss, heatmap_loss, multiview_loss, relative_depths, uv_loss
 from ws3d.model import build_model, load_weights
 from ws3d.plots import read_jsonl, training_curves
 from ws3d.progress import progress_bar
-
-
-class Unlabelled(Dataset):
-    """Multi-view images stripped of every 3D label (joints_cam, t: true scale).
-
-    uv (N, J, 2), vis (N, J): the 2D labels to use (None: none, all joints unlabelled).
-    depth: (N, J) triangulated relative depths and depth_weight (N, J), or None.
-    R (world-to-camera rotation) and extrinsics_known are kept only for WS+R.
-    """
-
-    def __init__(self, views: Dataset, uv: np.ndarray | None, vis: np.ndarray | None, extrinsics: bool,
-                 depth: np.ndarray | None = None, depth_weight: np.ndarray | None = None):  # fmt: skip
-        self.views, self.uv, self.vis, self.extrinsics = views, uv, vis, extrinsics
-        self.depth, self.depth_weight = depth, depth_weight
-
-    def __len__(self) -> int:
-        return len(self.views)
-
-    def __getitem__(self, i: int) -> dict:
-        sample = dict(self.views[i])
-        for k in names("3d") + (() if self.extrinsics else names("extrinsics")):
-            sample.pop(k, None)
-        J = sample["uv"].shape[0]
-        sample["uv"] = self.uv[i] if self.uv is not None else np.zeros((J, 2), np.float32)
-        sample["vis"] = self.vis[i] if self.vis is not None else np.zeros(J, np.uint8)
-        if self.depth is not None:
-            sample["depth"], sample["depth_weight"] = self.depth[i], self.depth_weight[i]
-        return sample
+from ws3d.weak_data import multi_view_set
 
 
 def _setup_distributed(cfg: Config) -> tuple[int, int, torch.device, bool]:
@@ -95,87 +69,11 @@ def _setup_distributed(cfg: Config) -> tuple[int, int, torch.device, bool]:
     return rank, world, device, joined
 
 
-def _labeller_key(model, cfg: Config, views: int) -> str:
-    """A digest of what pseudo-labels depend on: the 2D weights (not the depth channels,
-    which this stage re-initialises), the threshold, the crop size and the view count."""
-    digest = hashlib.sha256(f"{cfg.loss.pseudo_threshold} {cfg.data.size} {views} {cfg.data.records_mv}".encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        if name.startswith("head."):
-            tensor = tensor[: model.joints]
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _read_cache(cache: Path, key: str, names: tuple[str, ...]) -> tuple[np.ndarray, ...] | None:
-    """The arrays ``names`` of a cache file written by :func:`_write_cache` under ``key``;
-    None if it is missing, made under another key, truncated or foreign (a cache is only
-    ever remade)."""
-    if cache.is_file():
-        try:
-            with np.load(cache) as f:
-                if str(f["key"]) == key:
-                    return tuple(f[name] for name in names)
-        except Exception:
-            pass
-    return None
-
-
-def _write_cache(cache: Path, key: str, **arrays: np.ndarray) -> None:
-    """Write the arrays and their ``key`` to a temporary file, then rename it: a killed run
-    never leaves a half-written cache."""
-    tmp = cache.with_name(cache.name + ".tmp.npz")
-    np.savez(tmp, key=np.array(key), **arrays)
-    os.replace(tmp, cache)
-
-
-def pseudo_labels(model, cfg: Config, views: Dataset, cache: Path) -> tuple[np.ndarray, np.ndarray]:
-    """2D labels for multi-view images from the 2D-pretrained model: joints with confidence
-    above ``loss.pseudo_threshold`` and inside the image. Made once, cached in ``cache``;
-    a cache made by other weights or settings is made again."""
-    key = _labeller_key(model, cfg, len(views))
-    if (cached := _read_cache(cache, key, ("uv", "vis"))) is not None:
-        return cached
-    if cache.is_file():
-        print(f"{cache}: made by another 2D model or other settings, or unreadable; labelling the views again")
-    pred = predict_dataset(model, views, cfg.data.size, progress=cfg.train.progress)
-    inside = ((pred["uv"] >= 0) & (pred["uv"] <= pred["image_wh"][:, None] - 1)).all(-1)
-    vis = ((pred["conf"] > cfg.loss.pseudo_threshold) & inside).astype(np.uint8)
-    _write_cache(cache, key, uv=pred["uv"], vis=vis)
-    return pred["uv"], vis
-
-
 def split_dataset(cfg: Config, split: str) -> Dataset:
     """The images of one role (``2d``, ``mv`` or ``test``): the record-set file that
     ``data.records_<split>`` names (read lazily), else the synthetic shards in ``data.root``."""
     path = getattr(cfg.data, f"records_{split}")
     return open_records(path, multi_view=split == "mv") if path else ShardDataset(cfg.data.root, split)
-
-
-def _digest(*parts) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(np.ascontiguousarray(part).tobytes() if isinstance(part, np.ndarray) else repr(part).encode())
-    return digest.hexdigest()
-
-
-def triangulated_depths(cfg: Config, views: Dataset, uv: np.ndarray, vis: np.ndarray,
-                        cache: Path) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Relative-depth targets (N, J) and their weights (N, J) for the multi-view images,
-    triangulated from the 2D joints ``uv`` (N, J, 2) seen where ``vis`` (N, J)
-    (:func:`ws3d.multiview.depth_targets`; true rotations for WS+R). Made once, cached in
-    ``cache`` under a digest of the inputs."""
-    a = views.arrays
-    R, known = (a["R"], a["extrinsics_known"]) if cfg.data.known_extrinsics else (None, None)
-    key = _digest(uv, vis, a["K"], a["group"], R, known, multiview.PIXEL_SCALE, multiview.BONE_TOLERANCE)
-    if (cached := _read_cache(cache, key, ("depth", "weight"))) is not None:
-        return cached
-    start = time.perf_counter()
-    out = multiview.depth_targets(uv, vis.astype(np.float64), a["K"], a["group"], R, known)
-    print(f"triangulated {len(uv)} multi-view images in {time.perf_counter() - start:.0f} s: depth targets for "
-          f"{out['weight'].mean():.0%} of their joints; {out['ok'].mean():.0%} of the views in solved groups")
-    _write_cache(cache, key, depth=out["z"], weight=out["weight"])
-    return out["z"], out["weight"]
 
 
 def _rank0_first(make, rank: int, world: int):
@@ -186,49 +84,58 @@ def _rank0_first(make, rank: int, world: int):
     return make() if rank != 0 else result
 
 
-def _multi_view_set(cfg: Config, model, rank: int, world: int, run_dir: Path) -> Dataset:
-    """The multi-view images as the stage sees them: with their 3D labels for ``full``;
-    for ``weak`` without (:class:`Unlabelled`), with pseudo- or true 2D labels and, for the
-    triangulated objective, the depth targets."""
-    views = split_dataset(cfg, "mv")
-    if cfg.train.stage == "full":
-        return views
-    d = cfg.data
-    if d.mv_labels == "given":
-        uv, vis = views.arrays["uv"], views.arrays["vis"]
-    else:
-        uv, vis = _rank0_first(lambda: pseudo_labels(model, cfg, views, run_dir / "pseudo_labels.npz"), rank, world)
-    depth = weight = None
-    if cfg.loss.objective == "triangulated" or d.mv_labels == "consistent":
-        cache = run_dir / "depth_targets.npz"
-        depth, weight = _rank0_first(lambda: triangulated_depths(cfg, views, uv, vis, cache), rank, world)
-    if d.mv_labels == "consistent":
-        vis = vis * (weight > 0)
-    if cfg.loss.objective != "triangulated":
-        depth = weight = None
-    labelled = d.mv_labels != "none"
-    return Unlabelled(views, uv if labelled else None, vis if labelled else None, d.known_extrinsics, depth, weight)
-
-
-def _data(cfg: Config, model, rank: int, world: int, run_dir: Path):
-    """The mixed data set and this process's batch sampler for the stage."""
+def training_splits(cfg: Config) -> dict[str, Dataset]:
+    """The data sets the stage trains on, by role: ``2d`` (where ``data.images`` > 0) and
+    ``mv`` (every stage but ``pretrain2d``); the test split only validates and is not here."""
     d, stage = cfg.data, cfg.train.stage
-    two_d = split_dataset(cfg, "2d") if d.images else None
-    multi_view, groups = None, []
-    if stage != "pretrain2d":
-        if not d.groups:
-            raise InputError(f"train.stage={stage} needs multi-view groups: data.groups must be positive")
-        multi_view = _multi_view_set(cfg, model, rank, world, run_dir)
-        groups = group_indices(multi_view.views.arrays["group"] if stage == "weak" else multi_view.arrays["group"])
-    elif not d.images:
+    if stage != "pretrain2d" and not d.groups:
+        raise InputError(f"train.stage={stage} needs multi-view groups: data.groups must be positive")
+    if stage == "pretrain2d" and not d.images:
         raise InputError(f"train.stage={stage} trains on 2D-labelled images: data.images must be positive")
+    roles = (["2d"] if d.images else []) + (["mv"] if stage != "pretrain2d" else [])
+    return {role: split_dataset(cfg, role) for role in roles}
+
+
+def split_digests(splits: dict[str, Dataset]) -> dict[str, str]:
+    """What identifies each split of :func:`training_splits` (:func:`ws3d.data.schema.digest_arrays`)."""
+    return {role: digest_arrays(split.arrays) for role, split in splits.items()}
+
+
+def data_conflicts(saved: dict | None, now: dict[str, str], where: Path) -> str | None:
+    """Why a run recorded with data digests ``saved`` (a checkpoint's ``data``) cannot go on
+    with, or be reported for, the data digested as ``now``; None if they are the same data."""
+    if saved is None:
+        return f"{where} records no digest of its data (it predates that check), so it cannot be matched to this data"
+    changed = [role for role in sorted(saved.keys() | now.keys()) if saved.get(role) != now.get(role)]
+    if changed:
+        return f"{where} was trained on other data ({', '.join(changed)} split differs from the one configured now)"
+    return None
+
+
+def _data(cfg: Config, model, rank: int, world: int, run_dir: Path, expected: dict | None = None):
+    """The mixed data set, this process's batch sampler and the digests of the training data
+    (:func:`ws3d.data.schema.digest_arrays`, by role). ``expected`` (a resumed checkpoint's
+    ``data``): refuse other data before anything is labelled."""
+    d, stage = cfg.data, cfg.train.stage
+    splits = training_splits(cfg)
+    digests = split_digests(splits)
+    if expected is not None and (why := data_conflicts(expected.get("data"), digests, Path(cfg.run_dir) / "last.pt")):
+        raise InputError(f"cannot resume: {why}; use the run's data or another run_dir")
+    multi_view, groups = splits.get("mv"), []
+    if stage == "weak":
+        once = functools.partial(_rank0_first, rank=rank, world=world)
+        multi_view = multi_view_set(cfg, model, multi_view, digests["mv"], run_dir, once)
+        groups = group_indices(multi_view.views.arrays["group"])
+    elif stage == "full":
+        groups = group_indices(multi_view.arrays["group"])
     transform = PoseTransform(d.size, stride=model.stride, sigma=d.sigma, scale=d.scale, rotation=d.rotation)
+    two_d = splits.get("2d")
     dataset = MixedDataset(two_d, multi_view, transform, seed=cfg.train.seed)
     sampler = MixedBatchSampler(len(two_d) if two_d else 0, groups, d.images, d.groups if stage != "pretrain2d" else 0,
                                 d.max_views, seed=cfg.train.seed, rank=rank, world_size=world)  # fmt: skip
     if len(sampler) == 0:
         raise InputError(f"too few images for one batch of data.images={d.images}, data.groups={d.groups}")
-    return dataset, sampler
+    return dataset, sampler, digests
 
 
 def compute_losses(model, batch: dict, cfg: Config, device: torch.device) -> tuple[torch.Tensor, dict]:
@@ -294,8 +201,11 @@ def _truncate_log(path: Path, step: int) -> None:
         path.write_text("".join(line + "\n" for line in keep))
 
 
-def build(cfg: Config, rank: int = 0, world: int = 1, device: torch.device | str = "cpu"):
-    """The stage's model (initialised from ``train.init``), mixed data set and batch sampler."""
+def build(cfg: Config, rank: int = 0, world: int = 1, device: torch.device | str = "cpu",
+          resume: dict | None = None):  # fmt: skip
+    """The stage's model (initialised from ``train.init``), mixed data set, batch sampler and
+    the digests of its training data by role (kept in checkpoints). ``resume``: the
+    checkpoint a run resumes from, whose data must be the same."""
     init = load_checkpoint(cfg.train.init) if cfg.train.init else None  # fail before anything is written
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -308,8 +218,13 @@ def build(cfg: Config, rank: int = 0, world: int = 1, device: torch.device | str
             model.reset_depth()  # depth maps start untrained after 2D pre-training
     if cfg.train.freeze_2d:
         model.freeze_2d()
-    dataset, sampler = _data(cfg, model, rank, world, run_dir)  # pseudo-labels come from the init model
-    return model, dataset, sampler
+    if cfg.train.stage == "pretrain2d":
+        # L_H never reaches the depth branch (nor does loss.uv, whose gradient on the depth maps
+        # is zero): under DDP a parameter without a gradient stalls the reduction, so it does not
+        # train here. The weak and full stages re-initialise it (model.reset_depth).
+        model.depth_branch.requires_grad_(False)
+    dataset, sampler, digests = _data(cfg, model, rank, world, run_dir, resume)  # labelled by the init model
+    return model, dataset, sampler, digests
 
 
 def train(cfg: Config) -> dict:
@@ -330,7 +245,7 @@ def _train(cfg: Config, rank: int, world: int, device: torch.device) -> dict:
     if resume is not None and (conflicts := resume_conflicts(resume["config"], cfg)):
         raise InputError(f"{last}: cannot resume with a different config: {', '.join(conflicts)}; "
                          "use the run's settings or another run_dir")  # fmt: skip
-    model, dataset, sampler = build(cfg, rank, world, device)
+    model, dataset, sampler, digests = build(cfg, rank, world, device, resume)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     drop = max(1, round(cfg.train.steps * cfg.train.lr_drop_at))
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, [drop], gamma=cfg.train.lr_final / cfg.train.lr)
@@ -359,13 +274,14 @@ def _train(cfg: Config, rank: int, world: int, device: torch.device) -> dict:
         if rank == 0:
             save_checkpoint(last, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                    "scheduler": scheduler.state_dict(), "step": step, "rng": rng_state(),
-                                   "config": cfg.to_dict()})  # fmt: skip
+                                   "config": cfg.to_dict(), "data": digests})  # fmt: skip
 
     def validate():
         metrics = evaluate(model, test, cfg.data.size) if test is not None else None
         if metrics is not None:
             _log(log_path, {"step": step, "val": metrics})
-        training_curves(log_path, run_dir / "training.png")
+        if log_path.is_file():  # nothing logged yet when eval_every comes before log_every and there is no test
+            training_curves(log_path, run_dir / "training.png")
         return metrics
 
     bar = progress_bar(total=cfg.train.steps, initial=step, desc=cfg.train.stage, unit="step",

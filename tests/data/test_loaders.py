@@ -24,6 +24,7 @@ from ws3d.data.poses import make_subject, sample_person
 from ws3d.data.records import RecordDataset, joint_map
 from ws3d.data.rigs import sample_rig
 from ws3d.data.transforms import PoseTransform
+from ws3d.errors import InputError
 from ws3d.skeleton import JOINTS
 
 FRAMES, CAMERAS = 3, 4
@@ -128,9 +129,35 @@ def test_h36m_multiview_labels(tmp_path, scene):
     _check_geometry(records)
     np.testing.assert_allclose(records["joints_cam"][0], cams[0, 0], atol=0.05)  # joints in ws3d slots
     np.testing.assert_allclose(records["centre"][0], [500.0, 400.0])
-    # That project squares the tight box (here 600 x 600 px) and scales it by scale_bbox = 1.5.
+    # The tight box (here 600 x 600 px), squared and enlarged by ws3d's default margin, 1.5.
     np.testing.assert_allclose(records["side"][0], 900.0)
     assert records["group"].tolist() == [0] * 4 + [1] * 3 + [2] * 4
+
+
+def test_h36m_multiview_box_margin(tmp_path, scene):
+    """The square around the labelled box is enlarged by the margin, from the loader and from
+    `ws3d data records h36m-multiview --box-margin` (learnable-triangulation's configs: 1.0)."""
+    labels = _write_multiview_labels(tmp_path / "labels.npy", scene)
+    default = load_multiview_labels(labels)
+    for margin in (1.0, 1.25, 2.0):
+        records = load_multiview_labels(labels, box_margin=margin)
+        np.testing.assert_allclose(records["side"], default["side"] * margin / 1.5, rtol=1e-6)
+        np.testing.assert_array_equal(records["centre"], default["centre"])
+    for image in default["image"]:  # the record file checks that its images exist
+        (tmp_path / image).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / image).write_bytes(b"")
+    for flag, side in (([], 900.0), (["--box-margin", "1.0"], 600.0)):
+        out = tmp_path / f"records{len(flag)}.npz"
+        assert main(["data", "records", "h36m-multiview", str(labels), "--images", str(tmp_path), "--out", str(out),
+                     *flag]) == 0  # fmt: skip
+        with np.load(out) as written:
+            np.testing.assert_allclose(written["side"], side)
+    for margin in (0.0, -1.5, float("nan")):
+        with pytest.raises(InputError, match=f"box_margin must be a positive factor .*, got {margin}"):
+            load_multiview_labels(labels, box_margin=margin)
+    assert main(["data", "records", "h36m-multiview", str(labels), "--images", str(tmp_path), "--out",
+                 str(tmp_path / "x.npz"), "--box-margin", "0"]) == 2  # fmt: skip
+    assert not (tmp_path / "x.npz").exists()
 
 
 def test_h36m_multiview_labels_inconsistent_camera_count(tmp_path, scene):
@@ -227,7 +254,15 @@ def _write_matlab_v73(path, arrays):
         f.write(header.ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02IM")
 
 
-def test_3dhp_test_set(tmp_path, scene):
+def _write_hdf5(path, arrays):
+    """The same arrays re-saved with plain h5py: HDF5 from the first byte, no MATLAB header."""
+    with h5py.File(path, "w") as f:
+        for key, value in arrays.items():
+            f[key] = value
+
+
+@pytest.mark.parametrize("write", [_write_matlab_v73, _write_hdf5], ids=["matlab-v7.3", "h5py-no-header"])
+def test_3dhp_test_set(tmp_path, scene, write):
     world, K, _, _, cams = scene
     j28 = np.zeros((FRAMES, 28, 3))
     j28[:, H36M_17_IN_MPI_28] = cams[:, 0]
@@ -238,7 +273,7 @@ def test_3dhp_test_set(tmp_path, scene):
     # published 3DHP figures are scored on; annot3 is what projects onto annot2.
     centre = j17.mean(1, keepdims=True)
     univ = centre + 0.9 * (j17 - centre)
-    _write_matlab_v73(folder / "annot_data.mat", {
+    write(folder / "annot_data.mat", {
         "annot2": project(j17, K[0])[:, None], "annot3": j17[:, None], "univ_annot3": univ[:, None],
         "valid_frame": np.array([[1.0], [0.0], [1.0]]),
     })  # fmt: skip
@@ -250,6 +285,14 @@ def test_3dhp_test_set(tmp_path, scene):
     np.testing.assert_allclose(records["joints_cam"], univ_28[[0, 2]][:, H36M_17_IN_MPI_28], atol=0.01)
     with pytest.raises(AssertionError):  # annot3 is not the evaluated ground truth
         np.testing.assert_allclose(records["joints_cam"], cams[[0, 2], 0], atol=0.01)
+
+
+def test_3dhp_test_file_neither_reader_reads_names_both(tmp_path):
+    (tmp_path / "TS1").mkdir()
+    (tmp_path / "TS1" / "annot_data.mat").write_bytes(b"not a MATLAB file" * 10)
+    both = r"scipy.io.loadmat \(v5\) failed \(.+\) and h5py \(v7.3 / HDF5\) failed \(OSError: "
+    with pytest.raises(ValueError, match=r"TS1/annot_data.mat: not a readable MATLAB annotation file: " + both):
+        load_test_sequence(tmp_path, 1)
 
 
 def _mpii_entry(image, rng):
@@ -282,10 +325,25 @@ def test_mpii(tmp_path):
     np.testing.assert_allclose(out["uv"].numpy(), expected, atol=1e-3)
 
 
+def test_mpii_entry_without_a_centre_is_not_adjusted(tmp_path):
+    """HRNet's MPII reader shifts the centre and enlarges the scale only when center[0] != -1;
+    then it subtracts 1 from the centre either way (MATLAB's 1-based pixels)."""
+    rng = np.random.default_rng(0)
+    entries = [_mpii_entry("a.jpg", rng), _mpii_entry("b.jpg", rng) | {"center": [-1, -1]}]
+    (tmp_path / "train.json").write_text(json.dumps(entries))
+    records = load_mpii(tmp_path / "train.json")
+    np.testing.assert_allclose(records["centre"], [[80.0, 60.0 + 15 * 0.4], [-2.0, -2.0]])
+    np.testing.assert_allclose(records["side"], [200 * 1.25 * 0.4, 200 * 0.4])
+
+
 def test_mpii_errors(tmp_path):
     bad = [{"image": "a.jpg", "center": [1, 1], "scale": 1.0, "joints": [[0, 0]] * 14, "joints_vis": [1] * 14}]
     (tmp_path / "bad.json").write_text(json.dumps(bad))
     with pytest.raises(ValueError, match=r"bad.json: entry 0: joints \(14, 2\)"):
+        load_mpii(tmp_path / "bad.json")
+    bad[0] |= {"center": [1.0], "joints": [[0, 0]] * 16, "joints_vis": [1] * 16}
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match=r"bad.json: entry 0: center \(1,\), expected \(2,\)"):
         load_mpii(tmp_path / "bad.json")
     (tmp_path / "bad.json").write_text(json.dumps([{"image": "a.jpg"}]))
     with pytest.raises(ValueError, match="entry 0: field 'center' is missing"):

@@ -141,6 +141,39 @@ def test_detection_files_round_trip(tmp_path, fmt):
     assert arrays["centre"][0] == pytest.approx((uv[vis].max(0) + uv[vis].min(0)) / 2, rel=1e-5)
 
 
+def _write_detections(path, listings):
+    """listings: [(frame, poses (P, 17, 3), image or "")], written in this order (a frame may repeat)."""
+    if path.suffix == ".json":
+        entries = [{"frame": f, "people": p.tolist()} | ({"image": im} if im else {}) for f, p, im in listings]
+        path.write_text(json.dumps({"frames": entries}))
+    else:
+        rows = [(f, pose, im) for f, poses, im in listings for pose in poses]
+        np.savez(path, frame=[r[0] for r in rows], keypoints=np.stack([r[1] for r in rows]), image=[r[2] for r in rows])
+
+
+def test_a_frame_listed_twice_keeps_all_its_detections_in_both_formats(tmp_path):
+    """Frame 3's people come in two listings, the second at the end of the file and the
+    first without the image name: both are merged, in file order, in JSON as in npz."""
+    frames, _ = _stream()
+    f, poses, image = frames[3]
+    listings = [x for x in frames if x[0] != 3] + [(3, poses[:2], ""), (3, poses[2:], image)]
+    loaded = {}
+    for fmt in ("json", "npz"):
+        _write_detections(tmp_path / f"det.{fmt}", listings)
+        loaded[fmt] = load_detections(tmp_path / f"det.{fmt}")
+        assert [g for g, _, _ in loaded[fmt]] == list(range(FRAMES))
+        assert loaded[fmt][3][2] == image
+        np.testing.assert_array_equal(loaded[fmt][3][1], poses)  # all of them, in file order
+    for (f1, p1, im1), (f2, p2, im2) in zip(loaded["json"], loaded["npz"], strict=True):
+        assert (f1, im1) == (f2, im2)
+        np.testing.assert_array_equal(p1, p2)
+    # Two different images for one frame: the detections cannot all belong to it.
+    for fmt, where in (("json", r"frames\[1\]"), ("npz", "row 1")):
+        _write_detections(tmp_path / f"two.{fmt}", [(0, poses[:1], "a.jpg"), (0, poses[1:2], "b.jpg")])
+        with pytest.raises(ValueError, match=f"{where}: frame 0 is listed with two images, 'a.jpg' and 'b.jpg'"):
+            load_detections(tmp_path / f"two.{fmt}")
+
+
 def test_detection_file_errors_name_the_file_and_field(tmp_path):
     bad = tmp_path / "bad.npz"
     np.savez(bad, frame=[0], keypoints=np.zeros((1, 16, 3)))

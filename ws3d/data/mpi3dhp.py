@@ -151,15 +151,29 @@ def load_train_sequence(root: str | os.PathLike, subject: int, sequence: int, ca
 
 
 def _read_test_mat(path: Path) -> dict[str, np.ndarray]:
-    """annot_data.mat is MATLAB v7.3 (HDF5): h5py reads it with the axes reversed."""
+    """annot_data.mat as {name: array}, in h5py's axis order (MATLAB's reversed).
+
+    The official files are MATLAB v7.3 (HDF5 behind a 512-byte MATLAB header); copies
+    re-saved with h5py have no header, and scipy then fails with a ValueError rather than
+    its v7.3 NotImplementedError. So h5py gets every file scipy cannot read, and a file
+    neither reads raises an :class:`InputError` that says why each failed.
+    """
     try:
         mat = scipy.io.loadmat(path)
         return {k: np.asarray(v).T for k, v in mat.items() if not k.startswith("__")}  # v5: MATLAB's axis order
-    except NotImplementedError:  # v7.3
-        import h5py
+    except Exception as error:  # v7.3 (NotImplementedError), a header-less HDF5 file, or not a .mat at all
+        scipy_error = error
+    import h5py
 
+    try:
         with h5py.File(path, "r") as f:
             return {k: np.asarray(f[k]) for k in f.keys() if isinstance(f[k], h5py.Dataset)}
+    except Exception as error:  # h5py's error types vary (OSError for a non-HDF5 file); the file is the problem
+        raise InputError(
+            f"{path}: not a readable MATLAB annotation file: scipy.io.loadmat (v5) failed "
+            f"({type(scipy_error).__name__}: {scipy_error}) and h5py (v7.3 / HDF5) failed "
+            f"({type(error).__name__}: {error})"
+        ) from error
 
 
 def fit_intrinsics(points: np.ndarray, uv: np.ndarray) -> np.ndarray:
@@ -174,7 +188,7 @@ def load_test_sequence(root: str | os.PathLike, sequence: int) -> dict[str, np.n
     """Test sequence ``TS{sequence}``: its valid frames as a single-view record set, with
     ``joints_cam`` from ``univ_annot3`` (what published PCK, AUC and MPJPE are scored on)."""
     path = require_file(Path(root) / f"TS{sequence}" / "annot_data.mat")
-    mat = read_input(path, _read_test_mat, "MATLAB annotation file")
+    mat = _read_test_mat(path)
     require(mat, {"annot2": None, "annot3": None, "univ_annot3": None, "valid_frame": None}, path)
     annot2, annot3 = mat["annot2"].reshape(-1, 17, 2), mat["annot3"].reshape(-1, 17, 3)
     univ = mat["univ_annot3"].reshape(-1, 17, 3)

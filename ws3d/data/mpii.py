@@ -2,9 +2,12 @@
 
 Each entry: ``image`` (file name under ``images/``), ``center`` [x, y], ``scale`` (box
 height / 200 px), ``joints`` (16, 2) and ``joints_vis`` (16,), in MATLAB's 1-based pixels.
-Like HRNet's loader, ws3d converts to 0-based pixels, moves the centre 15 * scale px down
-and enlarges the box by 1.25 so limbs are not cut off. MPII has no spine joint (masked),
-no 3D and no intrinsics (NaN).
+Like HRNet's loader (``lib/dataset/mpii.py``), ws3d converts to 0-based pixels, moves the
+centre 15 * scale px down and enlarges the box by 1.25 so limbs are not cut off, except
+for an entry whose ``center[0]`` is -1 (the JSON's marker for a person without an
+annotated position): HRNet leaves its centre and scale unadjusted, and so does ws3d, so
+that both crop the same box (one that does not locate the person). MPII has no spine
+joint (masked), no 3D and no intrinsics (NaN).
 """
 
 from __future__ import annotations
@@ -50,10 +53,14 @@ def load_mpii(json_path: str | os.PathLike) -> dict[str, np.ndarray]:
         mapped_vis, _ = remap_joints(joints_vis[:, None], MPII_TO_WS3D)
         uv[i] = np.nan_to_num(mapped, nan=0.0)
         vis[i] = (mask & (np.nan_to_num(mapped_vis[:, 0]) > 0)).astype(np.uint8)
-        scale = float(entry["scale"])
-        c = np.asarray(entry["center"], np.float64) - 1.0
-        c[1] += 15.0 * scale
-        centre[i], side[i] = c, 200.0 * 1.25 * scale
+        c, scale = np.asarray(entry["center"], np.float64), float(entry["scale"])
+        if c.shape != (2,):
+            raise InputError(f"{path}: entry {i}: center {c.shape}, expected (2,)")
+        side[i] = 200.0 * scale
+        if c[0] != -1:  # HRNet adjusts only real centres, tested in 1-based pixels as here
+            c[1] += 15.0 * scale
+            side[i] *= 1.25
+        centre[i] = c - 1.0
         images.append(f"images/{entry['image']}")
     return {
         "image": np.array(images, dtype=str),

@@ -15,7 +15,9 @@ to a batch: by the transform, the trainer or the collate function; never stored)
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,3 +107,16 @@ def check_stored(arrays, form: str, multi_view: bool, where: str | os.PathLike, 
     shapes = {k: f.shape for k, f in stored_fields(form, multi_view).items()}
     shapes["image"] = (image_size, image_size, 3) if form == SHARDS else ()
     require(arrays, shapes, where)
+
+
+def digest_arrays(arrays: Mapping[str, np.ndarray]) -> str:
+    """sha256 of a data set's stored fields (name, dtype, shape and bytes of each, in name
+    order): what identifies a split or a record set, wherever its files lie. A record set
+    is identified by its records (image paths, labels, boxes, cameras), not by its images'
+    pixels, which stay on disk."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name} {a.dtype.str} {a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()

@@ -13,6 +13,9 @@ Detections file (either form; joints in the 17-joint Human3.6M order, pixels):
 - npz: ``frame`` (D,) int and ``keypoints`` (D, 17, 3), one row per detection
   (optionally ``image`` (D,) str).
 
+A frame listed more than once (JSON entries, npz rows) keeps the detections of every
+listing, in file order, in both forms.
+
 Rules (from the paper's MannequinChallenge recipe): a pose is dropped when more than
 half of its joints, or its neck or pelvis, have confidence below 0.5; poses are linked
 frame to frame by greedy matching on pose similarity; tracklets shorter than 5 frames
@@ -54,12 +57,28 @@ def _check_pose_array(poses: np.ndarray, where: str) -> np.ndarray:
     return poses
 
 
+def _add_detections(by_frame: dict[int, list], frame: int, poses, image: str, where: str) -> None:
+    """Append ``poses`` (P, 17, 3) to ``frame``'s detections in ``by_frame`` ({frame: [poses, image]}).
+
+    A frame listed again adds to what was read before, never replaces it: a detector that
+    writes one listing per person, or a file concatenated from two runs, loses nothing. An
+    empty image name means "not given"; two different names for one frame are an error,
+    since the detections could not all belong to one image.
+    """
+    listed = by_frame.setdefault(frame, [[], image])
+    if image and listed[1] and image != listed[1]:
+        raise InputError(f"{where}: frame {frame} is listed with two images, {listed[1]!r} and {image!r}")
+    listed[0].extend(poses)
+    listed[1] = listed[1] or image
+
+
 def load_detections(path: str | os.PathLike) -> list[tuple[int, np.ndarray, str]]:
-    """Read a detections file. Returns [(frame, poses (P, 17, 3), image name or "")] sorted by frame."""
+    """Read a detections file. Returns [(frame, poses (P, 17, 3), image name or "")] sorted by frame;
+    a frame listed more than once has the poses of all its listings, in file order."""
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"{path}: no such file")
-    by_frame: dict[int, tuple[list, str]] = {}
+    by_frame: dict[int, list] = {}
     if path.suffix == ".json":
         try:
             frames = json.loads(path.read_text())["frames"]
@@ -72,7 +91,7 @@ def load_detections(path: str | os.PathLike) -> list[tuple[int, np.ndarray, str]
             except ValueError:  # ragged lists
                 raise InputError(f"{path}: frames[{k}].people is not a list of (17, 3) poses") from None
             poses = _check_pose_array(people, f"{path}: frames[{k}].people")
-            by_frame[int(entry["frame"])] = (list(poses), str(entry.get("image", "")))
+            _add_detections(by_frame, int(entry["frame"]), poses, str(entry.get("image", "")), f"{path}: frames[{k}]")
     elif path.suffix == ".npz":
         with np.load(path) as data:
             require(data, {"frame": None, "keypoints": None}, path)
@@ -81,8 +100,8 @@ def load_detections(path: str | os.PathLike) -> list[tuple[int, np.ndarray, str]
             images = data["image"].astype(str) if "image" in data else np.full(len(frame), "")
         if len(frame) != len(poses):
             raise InputError(f"{path}: field 'frame' has {len(frame)} rows but 'keypoints' has {len(poses)}")
-        for f, pose, image in zip(frame.tolist(), poses, images, strict=True):
-            by_frame.setdefault(f, ([], str(image)))[0].append(pose)
+        for k, (f, pose, image) in enumerate(zip(frame.tolist(), poses, images, strict=True)):
+            _add_detections(by_frame, f, [pose], str(image), f"{path}: row {k}")
     else:
         raise InputError(f"{path}: expected a .json or .npz detections file")
     return [(f, np.asarray(p).reshape(-1, NUM_JOINTS, 3), image) for f, (p, image) in sorted(by_frame.items())]

@@ -60,6 +60,7 @@ class PoseNet2p5D(nn.Module):
             load_hrnet_weights(self.backbone, pretrained)
         self.stride, self.beta, self.joints = self.backbone.stride, beta, joints
         self.head = nn.Conv2d(self.backbone.out_channels, 2 * joints, 1)  # J heatmaps, then J depth maps
+        self.frozen_2d = False  # freeze_2d
         self.depth_branch = nn.Sequential(*[Residual(self.backbone.out_channels) for _ in range(depth_blocks)])
         self.reset_depth()
 
@@ -75,12 +76,24 @@ class PoseNet2p5D(nn.Module):
 
     def freeze_2d(self) -> None:
         """Stop training the 2D path: the backbone and the heatmap channels of the head keep
-        their weights; the depth branch and the depth-map channels still train."""
+        their weights, and the backbone stays in eval mode (its BatchNorm statistics too);
+        the depth branch and the depth-map channels still train."""
         self.backbone.requires_grad_(False)  # no backward through the backbone at all
+        self.frozen_2d = True
+        self.backbone.eval()
         # The head is one conv for both kinds of maps; zeroing the heatmap rows' gradient keeps
         # them fixed under Adam (a zero gradient from the start leaves its moments, and the step, 0).
         for tensor in (self.head.weight, self.head.bias):
             tensor.register_hook(lambda grad: torch.cat([torch.zeros_like(grad[: self.joints]), grad[self.joints :]]))
+
+    def train(self, mode: bool = True) -> PoseNet2p5D:
+        """As nn.Module.train, but a frozen backbone (:meth:`freeze_2d`) stays in eval mode:
+        in training mode its BatchNorm layers would update their running statistics from
+        every batch, and the 2D path would drift away from the weights it was frozen at."""
+        super().train(mode)
+        if self.frozen_2d:
+            self.backbone.eval()
+        return self
 
     def forward(self, images: torch.Tensor, K: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Run the network.
