@@ -1,9 +1,11 @@
 """HRNet-W32 (Sun et al., CVPR 2019), the backbone of the paper, as a stride-4 feature map.
 
 The module and parameter names follow the public pose-estimation checkpoints
-(``conv1``, ``layer1``, ``transition1``, ``stage2.0.branches.0.0.conv1`` ...), so a
-``pose_hrnet_w32_*.pth`` or an ImageNet ``hrnet_w32`` checkpoint that a user has on
-disk loads with :func:`load_hrnet_weights`. Nothing is downloaded.
+(``conv1``, ``layer1``, ``transition1``, ``stage2.0.branches.0.0.conv1`` ...). timm's
+``hrnet_w32`` and MMPose's ``HRNet`` backbone use the same names, so an official
+``pose_hrnet_w32_*.pth``, an ImageNet ``hrnet_w32`` (official or timm) or an MMPose
+HRNet-W32 checkpoint that a user has on disk loads with :func:`load_hrnet_weights`.
+Nothing is downloaded.
 
 Shapes: images (B, 3, H, W) -> features (B, 32, H/4, W/4).
 """
@@ -137,15 +139,52 @@ class HRNetW32(nn.Module):
         return xs[0]
 
 
+def _backbone_weights(state: dict) -> tuple[str, dict]:
+    """Find the backbone in a state dict saved by one of the public HRNet codebases.
+
+    Args:
+        state: the checkpoint's state dict, out of any ``state_dict`` / ``model`` wrapper.
+
+    Returns:
+        ``(prefix, weights)``: the prefix the file puts before the backbone's names
+        (``""``, ``"module."``, ``"backbone."`` or ``"module.backbone."``) and the tensors
+        whose names carry it, keyed by the name without it.
+    """
+    prefix = ""
+    if state and all(k.startswith("module.") for k in state):  # saved from nn.DataParallel
+        prefix = "module."
+    # MMPose keeps the backbone beside its head (``keypoint_head.`` in 0.x, ``head.`` in 1.x),
+    # so only some keys carry ``backbone.``; the others are the head's, ignored.
+    if any(k.startswith(prefix + "backbone.") for k in state):
+        prefix += "backbone."
+    return prefix, {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
 def load_hrnet_weights(backbone: HRNetW32, path: str | os.PathLike) -> dict:
     """Load HRNet-W32 backbone weights from a checkpoint file on disk.
 
-    Accepts a plain state dict or one wrapped in ``state_dict`` / ``model``, with or
-    without a ``module.`` / ``backbone.`` prefix. Keys of other heads (``final_layer``,
-    the classifier's ``incre_modules`` ...) are ignored. Every backbone tensor must be
-    present with the right shape, otherwise ``InputError`` names the first offender.
+    Layouts that load: the official pose HRNet (``pose_hrnet_w32_*.pth``, a plain state
+    dict), the official and timm ImageNet ``hrnet_w32`` (the same names; the
+    classification parts ``incre_modules``, ``downsamp_modules``, ``final_layer``,
+    ``classifier`` and the coarser outputs of the last stage-4 module are ignored), and
+    MMPose (``{"meta": ..., "state_dict": {"backbone.conv1.weight": ...,
+    "keypoint_head.final_layer.weight": ...}}``, ``head.`` in MMPose 1.x). Any state dict
+    may be wrapped in ``state_dict`` / ``model`` and saved from ``nn.DataParallel``
+    (``module.``). The module names need no mapping: all of these use the pose HRNet's.
 
-    Returns {"loaded": n, "ignored": m}.
+    Args:
+        backbone: the HRNet-W32 to load into, in place.
+        path: a file written by ``torch.save`` (read with ``weights_only=True``).
+
+    Returns:
+        ``{"loaded": n, "ignored": m, "ignored_keys": [...]}``: the number of backbone
+        tensors loaded, and the number and sorted names (as in the file) of the
+        checkpoint's other tensors, which were left out.
+
+    Raises:
+        MissingFileError: ``path`` does not exist.
+        InputError: the file is not a readable checkpoint, or a backbone tensor is missing
+            or has the wrong shape (the message names the first one, as in the file).
     """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -158,18 +197,17 @@ def load_hrnet_weights(backbone: HRNetW32, path: str | os.PathLike) -> dict:
             state = state[wrapper]
     if not isinstance(state, dict):
         raise InputError(f"{path}: expected a state dict, found {type(state).__name__}")
-    for prefix in ("module.", "backbone."):
-        if state and all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix) :]: v for k, v in state.items()}
+    prefix, weights = _backbone_weights(state)
     own = backbone.state_dict()
     for name, tensor in own.items():
-        if name.endswith("num_batches_tracked") and name not in state:  # older checkpoints lack it
-            state[name] = tensor
-        if name not in state:
-            raise InputError(f"{path}: HRNet-W32 weight {name!r} is missing ({len(own)} expected)")
-        if tuple(state[name].shape) != tuple(tensor.shape):
+        if name.endswith("num_batches_tracked") and name not in weights:  # older checkpoints lack it
+            weights[name] = tensor
+        if name not in weights:
+            raise InputError(f"{path}: HRNet-W32 weight {prefix + name!r} is missing ({len(own)} expected)")
+        if tuple(weights[name].shape) != tuple(tensor.shape):
             raise InputError(
-                f"{path}: {name!r} has shape {tuple(state[name].shape)}, HRNet-W32 has {tuple(tensor.shape)}"
+                f"{path}: {prefix + name!r} has shape {tuple(weights[name].shape)}, HRNet-W32 has {tuple(tensor.shape)}"
             )
-    backbone.load_state_dict({k: state[k] for k in own})
-    return {"loaded": len(own), "ignored": len(state) - len(own)}
+    backbone.load_state_dict({k: weights[k] for k in own})
+    ignored = sorted(k for k in state if not (k.startswith(prefix) and k[len(prefix) :] in own))
+    return {"loaded": len(own), "ignored": len(ignored), "ignored_keys": ignored}
