@@ -201,6 +201,14 @@ SHAPES = {"softargmax_2p5d": SOFTARGMAX_SHAPE, "reconstruct_3d": RECONSTRUCT_SHA
           "weighted_procrustes": PROCRUSTES_SHAPE, "weighted_procrustes_grad": PROCRUSTES_SHAPE}
 
 
+PEERS = {"softargmax_2p5d": "kornia", "weighted_procrustes": "roma", "weighted_procrustes_grad": "roma"}
+
+
+def missing_peers(ops: list[str]) -> list[str]:
+    """The peer libraries of ``ops`` that are not installed (their columns are skipped)."""
+    return sorted({PEERS[op] for op in ops if op in PEERS and not _has(PEERS[op])})
+
+
 def scaled(op: str, factor: int) -> tuple[int, ...]:
     """The op's benchmark shape with its batch ``factor`` times larger."""
     batch, *rest = SHAPES[op]

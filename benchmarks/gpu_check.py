@@ -129,8 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--quick", action="store_true", help="tiny steps (the script's own test)")
     args = parser.parse_args(argv)
-
-    import torch
+    try:
+        import torch
+    except ImportError:  # one line, not a traceback: nothing can be checked without it
+        print("gpu-check: torch is not installed; install your CUDA build of torch (README, \"Installing torch\"), "
+              "then run make gpu-check again")  # fmt: skip
+        return 1
 
     if args.device == "cuda" and not torch.cuda.is_available():
         print(f"gpu-check: no CUDA device on this machine (torch {torch.__version__}); nothing to check")

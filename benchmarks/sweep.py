@@ -24,7 +24,7 @@ import torch
 import torch.utils.benchmark as torch_benchmark
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cases import ALL_CASES, scaled  # noqa: E402
+from cases import ALL_CASES, missing_peers, scaled  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -84,6 +84,9 @@ def sweep(device: torch.device, ops: list[str], min_time: float,
     meta = machine(device)
     meta["copy_gbps"] = copy_bandwidth(device, min_time) / 1e9
     print(f"{meta['name']} ({device.type}), copy bandwidth {meta['copy_gbps']:.1f} GB/s", flush=True)
+    meta["missing_peers"] = missing_peers(ops)
+    for peer in meta["missing_peers"]:  # a machine without the network may lack the optional peers
+        print(f"{peer} is not installed: its column is skipped (pip install {peer})", flush=True)
     rows = []
     for op in ops:
         for factor in scales:
@@ -108,7 +111,8 @@ def sweep(device: torch.device, ops: list[str], min_time: float,
 def markdown(meta: dict, rows: list[dict]) -> str:
     lines = [
         f"{meta['name']} ({meta['device']}, {meta['cpu_threads']} threads), torch {meta['torch']}, "
-        f"triton {meta['triton']}, {meta['date']}; copy bandwidth {meta['copy_gbps']:.1f} GB/s.",
+        f"triton {meta['triton']}, {meta['date']}; copy bandwidth {meta['copy_gbps']:.1f} GB/s."
+        + "".join(f" {peer} was not installed: no {peer} rows." for peer in meta.get("missing_peers", [])),
         "",
         "| op | shape | variant | median ms | vs eager | vs compiled | GB/s | roofline |",
         "|---|---|---|---:|---:|---:|---:|---:|",

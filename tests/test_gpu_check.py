@@ -36,3 +36,31 @@ def test_every_step_runs_and_is_summarised_in_the_quick_cpu_mode(tmp_path):
     assert {"ws3d::softargmax_2p5d", "ws3d::reconstruct_3d", "ws3d::weighted_procrustes"} <= set(train["op_us"])
     assert "| reconstruct_3d | 256x17 | ws3d |" in (out / "gpu_check.md").read_text()
     assert {"sweep.json", "sweep.csv", "sweep.png", "log.txt"} <= {p.name for p in out.iterdir()}
+
+
+def test_without_torch_it_says_what_to_install_in_one_line(tmp_path):
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "__init__.py").write_text("raise ImportError('No module named torch')\n")
+    env = {"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}  # the stand-in shadows any installed torch
+    result = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path / "out")], capture_output=True,
+                            text=True, timeout=120, env=env)  # fmt: skip
+    assert result.returncode == 1 and not result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1 and "torch is not installed" in lines[0] and "CUDA build of torch" in lines[0]
+
+
+def test_a_missing_peer_skips_its_column_with_a_note(monkeypatch):
+    """The GPU machine may lack kornia and roma (no network there): the sweep names them."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import cases
+        import sweep
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    monkeypatch.setattr(cases, "_has", lambda module: module != "roma")
+    assert cases.missing_peers(["softargmax_2p5d", "reconstruct_3d", "weighted_procrustes"]) == ["roma"]
+    assert cases.missing_peers(["softargmax_2p5d", "reconstruct_3d"]) == []
+    assert not any(c.variant == "roma" for c in cases.procrustes_cases(torch.device("cpu"), shape=(8, 17)))
+    meta = {"name": "cpu", "device": "cpu", "cpu_threads": 2, "torch": "x", "triton": "y", "date": "d",
+            "copy_gbps": 1.0, "missing_peers": ["roma"]}  # fmt: skip
+    assert "roma was not installed: no roma rows." in sweep.markdown(meta, [])

@@ -7,8 +7,12 @@ this module only decides *which* backend a call on a given device uses:
   as a context manager, forces one;
 * otherwise CPU tensors go to the native C++ kernels of ws3d/csrc/ (built on first use; the
   pure-PyTorch reference when they cannot be built) and CUDA tensors to Triton.
-  CUDA -> Triton is provisional: the CUDA kernels of ws3d/csrc/ are not yet measured against
-  Triton on a GPU, and the default per op should become whichever is faster.
+  CUDA -> Triton for all three ops is chosen from static evidence until a GPU has timed both
+  (benchmarks/results/kernel_resources.md, compiled for sm_80 / sm_90 without a GPU): neither
+  the Triton nor the CUDA C++ kernels spill, Triton's occupancy is the same or higher for
+  every kernel, and Triton reads half precision and strided inputs in place where the
+  ws3d/csrc/ kernels need a float32 / float64 contiguous copy (one more pass over memory).
+  Once `make gpu-check` has measured both, the faster one per op becomes the default.
 
 Triton on CPU tensors only works through its interpreter (``TRITON_INTERPRET=1``),
 which is how the test suite checks the Triton kernels on machines without a GPU.

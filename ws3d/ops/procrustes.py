@@ -239,53 +239,62 @@ if HAS_TRITON:
                 xz - wy, yz + wx, ww - xx - yy + zz)
 
     @triton.jit
-    def _centred_tiles(X_ptr, Y_ptr, w_ptr, N, J, X_sn, X_sj, X_sc, Y_sn, Y_sj, Y_sc, w_sn, w_sj,
-                       ACC: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_J: tl.constexpr):  # fmt: skip
-        """Loads this program's (BLOCK_N, BLOCK_J) tile of pairs, zeroes rows with NaN or inf
-        (they then take the all-weights-zero path), and centres X and Y on their weighted
-        centroids. Also returns the tile's row indices and masks."""
-        rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-        joints = tl.arange(0, BLOCK_J)
-        row_ok = rows < N
-        tile_ok = row_ok[:, None] & (joints < J)[None, :]
-        rows64 = rows.to(tl.int64)
-        X_at = X_ptr + rows64[:, None] * X_sn + joints[None, :] * X_sj
-        Y_at = Y_ptr + rows64[:, None] * Y_sn + joints[None, :] * Y_sj
-        x0 = tl.load(X_at, mask=tile_ok, other=0.0).to(ACC)
-        x1 = tl.load(X_at + X_sc, mask=tile_ok, other=0.0).to(ACC)
-        x2 = tl.load(X_at + 2 * X_sc, mask=tile_ok, other=0.0).to(ACC)
-        y0 = tl.load(Y_at, mask=tile_ok, other=0.0).to(ACC)
-        y1 = tl.load(Y_at + Y_sc, mask=tile_ok, other=0.0).to(ACC)
-        y2 = tl.load(Y_at + 2 * Y_sc, mask=tile_ok, other=0.0).to(ACC)
-        w = tl.load(w_ptr + rows64[:, None] * w_sn + joints[None, :] * w_sj, mask=tile_ok, other=0.0).to(ACC)
-        probe = x0 + x1 + x2 + y0 + y1 + y2 + w
-        finite = tl.sum(tl.where(probe - probe == 0, 0, 1), 1) == 0
-        keep = finite[:, None]
-        x0, x1, x2 = tl.where(keep, x0, 0.0), tl.where(keep, x1, 0.0), tl.where(keep, x2, 0.0)
-        y0, y1, y2 = tl.where(keep, y0, 0.0), tl.where(keep, y1, 0.0), tl.where(keep, y2, 0.0)
-        w = tl.where(keep, w, 0.0)
-        total = tl.sum(w, 1)
-        inv_total = 1.0 / tl.where(total > 0, total, 1.0)
-        xb0, xb1, xb2 = tl.sum(w * x0, 1) * inv_total, tl.sum(w * x1, 1) * inv_total, tl.sum(w * x2, 1) * inv_total
-        yb0, yb1, yb2 = tl.sum(w * y0, 1) * inv_total, tl.sum(w * y1, 1) * inv_total, tl.sum(w * y2, 1) * inv_total
-        # Centre before forming H: raw second moments would cancel catastrophically for
-        # poses far from the origin (camera coordinates in millimetres).
-        x0, x1, x2 = x0 - xb0[:, None], x1 - xb1[:, None], x2 - xb2[:, None]
-        y0, y1, y2 = y0 - yb0[:, None], y1 - yb1[:, None], y2 - yb2[:, None]
-        return (rows64, joints, row_ok, tile_ok, x0, x1, x2, y0, y1, y2, w, xb0, xb1, xb2, yb0, yb1, yb2, total,
-                inv_total, finite)
+    def _load_joint(X_ptr, Y_ptr, w_ptr, rows64, ok, j, X_sn, X_sj, X_sc, Y_sn, Y_sj, Y_sc, w_sn, w_sj,
+                    ACC: tl.constexpr):  # fmt: skip
+        """X_j, Y_j and w_j of each lane's pair (0 where ``ok`` is False)."""
+        X_at = X_ptr + rows64 * X_sn + j * X_sj
+        Y_at = Y_ptr + rows64 * Y_sn + j * Y_sj
+        return (tl.load(X_at, mask=ok, other=0.0).to(ACC), tl.load(X_at + X_sc, mask=ok, other=0.0).to(ACC),
+                tl.load(X_at + 2 * X_sc, mask=ok, other=0.0).to(ACC), tl.load(Y_at, mask=ok, other=0.0).to(ACC),
+                tl.load(Y_at + Y_sc, mask=ok, other=0.0).to(ACC), tl.load(Y_at + 2 * Y_sc, mask=ok, other=0.0).to(ACC),
+                tl.load(w_ptr + rows64 * w_sn + j * w_sj, mask=ok, other=0.0).to(ACC))
 
     @triton.jit
-    def _horn_eigen(x0, x1, x2, y0, y1, y2, w, SWEEPS: tl.constexpr):
-        """H = sum_j w_j Xc_j Yc_j^T and var = sum_j w_j |Xc_j|^2 of centred tiles, then every
-        eigenpair of N(H / h_scale) (h_scale = max |H|: a scale-free eigenproblem, no overflow
-        for huge inputs) by cyclic Jacobi sweeps: eigenvalues n00..n33, eigenvectors in the
-        columns of V. Also the largest and second-largest eigenvalue and the unit top q."""
-        wx0, wx1, wx2 = w * x0, w * x1, w * x2
-        h00, h01, h02 = tl.sum(wx0 * y0, 1), tl.sum(wx0 * y1, 1), tl.sum(wx0 * y2, 1)
-        h10, h11, h12 = tl.sum(wx1 * y0, 1), tl.sum(wx1 * y1, 1), tl.sum(wx1 * y2, 1)
-        h20, h21, h22 = tl.sum(wx2 * y0, 1), tl.sum(wx2 * y1, 1), tl.sum(wx2 * y2, 1)
-        var = tl.sum(wx0 * x0 + wx1 * x1 + wx2 * x2, 1)
+    def _pair_moments(X_ptr, Y_ptr, w_ptr, rows64, row_ok, J, X_sn, X_sj, X_sc, Y_sn, Y_sj, Y_sc, w_sn, w_sj,
+                      ACC: tl.constexpr):  # fmt: skip
+        """One pair per lane: whether the pair is finite, its total weight and weighted
+        centroids, then H = sum_j w_j Xc_j Yc_j^T and var = sum_j w_j |Xc_j|^2 of the
+        centred points. Two loops over the joints (the second re-reads X, Y, w from cache):
+        a lane holds sums, never a row of points, so nothing spills. A row with NaN or inf
+        takes the all-weights-zero path."""
+        zero = tl.zeros(rows64.shape, ACC)
+        total, sx0, sx1, sx2, sy0, sy1, sy2 = zero, zero, zero, zero, zero, zero, zero
+        bad = tl.zeros(rows64.shape, tl.int32)
+        for j in range(J):
+            x0, x1, x2, y0, y1, y2, w = _load_joint(X_ptr, Y_ptr, w_ptr, rows64, row_ok, j, X_sn, X_sj, X_sc, Y_sn,
+                                                    Y_sj, Y_sc, w_sn, w_sj, ACC)  # fmt: skip
+            probe = x0 + x1 + x2 + y0 + y1 + y2 + w
+            bad = tl.where(probe - probe == 0, bad, 1)
+            total += w
+            sx0, sx1, sx2 = sx0 + w * x0, sx1 + w * x1, sx2 + w * x2
+            sy0, sy1, sy2 = sy0 + w * y0, sy1 + w * y1, sy2 + w * y2
+        finite = bad == 0
+        total = tl.where(finite, total, 0.0)
+        inv_total = 1.0 / tl.where(total > 0, total, 1.0)
+        xb0, xb1, xb2 = tl.where(finite, sx0 * inv_total, 0.0), tl.where(finite, sx1 * inv_total, 0.0), \
+            tl.where(finite, sx2 * inv_total, 0.0)
+        yb0, yb1, yb2 = tl.where(finite, sy0 * inv_total, 0.0), tl.where(finite, sy1 * inv_total, 0.0), \
+            tl.where(finite, sy2 * inv_total, 0.0)
+        # Centre before forming H: raw second moments would cancel catastrophically for
+        # poses far from the origin (camera coordinates in millimetres).
+        h00, h01, h02, h10, h11, h12, h20, h21, h22, var = zero, zero, zero, zero, zero, zero, zero, zero, zero, zero
+        for j in range(J):
+            x0, x1, x2, y0, y1, y2, w = _load_joint(X_ptr, Y_ptr, w_ptr, rows64, row_ok & finite, j, X_sn, X_sj, X_sc,
+                                                    Y_sn, Y_sj, Y_sc, w_sn, w_sj, ACC)  # fmt: skip
+            x0, x1, x2, y0, y1, y2 = x0 - xb0, x1 - xb1, x2 - xb2, y0 - yb0, y1 - yb1, y2 - yb2
+            wx0, wx1, wx2 = w * x0, w * x1, w * x2
+            h00, h01, h02 = h00 + wx0 * y0, h01 + wx0 * y1, h02 + wx0 * y2
+            h10, h11, h12 = h10 + wx1 * y0, h11 + wx1 * y1, h12 + wx1 * y2
+            h20, h21, h22 = h20 + wx2 * y0, h21 + wx2 * y1, h22 + wx2 * y2
+            var += wx0 * x0 + wx1 * x1 + wx2 * x2
+        return h00, h01, h02, h10, h11, h12, h20, h21, h22, var, xb0, xb1, xb2, yb0, yb1, yb2, total, inv_total, finite
+
+    @triton.jit
+    def _horn_eigen(h00, h01, h02, h10, h11, h12, h20, h21, h22, SWEEPS: tl.constexpr):
+        """Every eigenpair of N(H / h_scale) (h_scale = max |H|: a scale-free eigenproblem,
+        no overflow for huge inputs) by cyclic Jacobi sweeps: eigenvalues n00..n33,
+        eigenvectors in the columns of V. Also h_scale, the largest and second-largest
+        eigenvalue and the unit top q."""
         h_max = tl.maximum(tl.maximum(tl.maximum(tl.abs(h00), tl.abs(h01)), tl.maximum(tl.abs(h02), tl.abs(h10))),
                            tl.maximum(tl.maximum(tl.abs(h11), tl.abs(h12)), tl.maximum(tl.abs(h20), tl.abs(h21))))
         h_max = tl.maximum(h_max, tl.abs(h22))
@@ -293,8 +302,8 @@ if HAS_TRITON:
         r = 1.0 / h_scale
         n00, n01, n02, n03, n11, n12, n13, n22, n23, n33 = _horn_entries(
             h00 * r, h01 * r, h02 * r, h10 * r, h11 * r, h12 * r, h20 * r, h21 * r, h22 * r)
-        one = tl.full(var.shape, 1.0, var.dtype)
-        zero = tl.zeros(var.shape, var.dtype)
+        one = tl.full(h00.shape, 1.0, h00.dtype)
+        zero = tl.zeros(h00.shape, h00.dtype)
         v00, v01, v02, v03 = one, zero, zero, zero
         v10, v11, v12, v13 = zero, one, zero, zero
         v20, v21, v22, v23 = zero, zero, one, zero
@@ -318,13 +327,13 @@ if HAS_TRITON:
             n22, n33, n02, n03, n12, n13, v02, v03, v12, v13, v22, v23, v32, v33 = _jacobi_rotation(
                 n22, n33, n23, n02, n03, n12, n13, v02, v03, v12, v13, v22, v23, v32, v33)
             n23 = zero
-        top, second = n00, tl.full(var.shape, float("-inf"), var.dtype)
+        top, second = n00, tl.full(h00.shape, float("-inf"), h00.dtype)
         qw, qx, qy, qz = v00, v10, v20, v30
         top, second, qw, qx, qy, qz = _keep_top(top, second, qw, qx, qy, qz, n11, v01, v11, v21, v31)
         top, second, qw, qx, qy, qz = _keep_top(top, second, qw, qx, qy, qz, n22, v02, v12, v22, v32)
         top, second, qw, qx, qy, qz = _keep_top(top, second, qw, qx, qy, qz, n33, v03, v13, v23, v33)
         norm = tl.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
-        return (var, h_scale, n00, n11, n22, n33, v00, v01, v02, v03, v10, v11, v12, v13, v20, v21, v22, v23,
+        return (h_scale, n00, n11, n22, n33, v00, v01, v02, v03, v10, v11, v12, v13, v20, v21, v22, v23,
                 v30, v31, v32, v33, top, second, qw / norm, qx / norm, qy / norm, qz / norm)
 
     @triton.jit
@@ -332,13 +341,15 @@ if HAS_TRITON:
         X_ptr, Y_ptr, w_ptr, R_ptr, t_ptr, s_ptr, valid_ptr, N, J,
         X_sn, X_sj, X_sc, Y_sn, Y_sj, Y_sc, w_sn, w_sj,
         SCALE: tl.constexpr, ACC: tl.constexpr, REL_TOL: tl.constexpr, SWEEPS: tl.constexpr,
-        BLOCK_N: tl.constexpr, BLOCK_J: tl.constexpr,
+        BLOCK_N: tl.constexpr,
     ):
-        (rows64, _, row_ok, _, x0, x1, x2, y0, y1, y2, w, xb0, xb1, xb2, yb0, yb1, yb2, total, _,
-         finite) = _centred_tiles(X_ptr, Y_ptr, w_ptr, N, J, X_sn, X_sj, X_sc, Y_sn, Y_sj, Y_sc, w_sn, w_sj, ACC,
-                                  BLOCK_N, BLOCK_J)  # fmt: skip
-        (var, h_scale, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _,
-         top, second, qw, qx, qy, qz) = _horn_eigen(x0, x1, x2, y0, y1, y2, w, SWEEPS)
+        rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+        row_ok, rows64 = rows < N, rows.to(tl.int64)
+        (h00, h01, h02, h10, h11, h12, h20, h21, h22, var, xb0, xb1, xb2, yb0, yb1, yb2, total, _,
+         finite) = _pair_moments(X_ptr, Y_ptr, w_ptr, rows64, row_ok, J, X_sn, X_sj, X_sc, Y_sn, Y_sj, Y_sc, w_sn,
+                                 w_sj, ACC)  # fmt: skip
+        (h_scale, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _,
+         top, second, qw, qx, qy, qz) = _horn_eigen(h00, h01, h02, h10, h11, h12, h20, h21, h22, SWEEPS)
 
         # top - second = 2 (s2 + d s3) and top + second = 2 s1, in units of h_scale.
         valid = finite & (total > 0) & (top - second > REL_TOL * (top + second))
@@ -382,15 +393,20 @@ if HAS_TRITON:
     def _procrustes_backward_kernel(
         X_ptr, Y_ptr, w_ptr, valid_ptr, gR_ptr, gt_ptr, gs_ptr, gX_ptr, gY_ptr, gw_ptr, N, J,
         X_sn, X_sj, X_sc, Y_sn, Y_sj, Y_sc, w_sn, w_sj,
-        SCALE: tl.constexpr, ACC: tl.constexpr, SWEEPS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_J: tl.constexpr,
+        SCALE: tl.constexpr, ACC: tl.constexpr, SWEEPS: tl.constexpr, BLOCK_N: tl.constexpr,
     ):
         """Gradients on X, Y, w with the forward recomputed; the derivation is in
-        ``_reference_backward``. gR (N, 9), gt (N, 3), gs (N,) and the outputs are contiguous."""
-        (rows64, joints, row_ok, tile_ok, x0, x1, x2, y0, y1, y2, w, xb0, xb1, xb2, _, _, _, _, inv_total,
-         _) = _centred_tiles(X_ptr, Y_ptr, w_ptr, N, J, X_sn, X_sj, X_sc, Y_sn, Y_sj, Y_sc, w_sn, w_sj, ACC,
-                             BLOCK_N, BLOCK_J)  # fmt: skip
-        (var, h_scale, n00, n11, n22, n33, v00, v01, v02, v03, v10, v11, v12, v13, v20, v21, v22, v23,
-         v30, v31, v32, v33, top, _, qw, qx, qy, qz) = _horn_eigen(x0, x1, x2, y0, y1, y2, w, SWEEPS)
+        ``_reference_backward``. gR (N, 9), gt (N, 3), gs (N,) and the outputs are contiguous.
+        One pair per lane: the per-pair terms first, then a loop over the joints writes
+        each joint's gradients."""
+        rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+        row_ok, rows64 = rows < N, rows.to(tl.int64)
+        (h00, h01, h02, h10, h11, h12, h20, h21, h22, var, xb0, xb1, xb2, yb0, yb1, yb2, _, inv_total,
+         finite) = _pair_moments(X_ptr, Y_ptr, w_ptr, rows64, row_ok, J, X_sn, X_sj, X_sc, Y_sn, Y_sj, Y_sc, w_sn,
+                                 w_sj, ACC)  # fmt: skip
+        (h_scale, n00, n11, n22, n33, v00, v01, v02, v03, v10, v11, v12, v13, v20, v21, v22, v23,
+         v30, v31, v32, v33, top, _, qw, qx, qy, qz) = _horn_eigen(h00, h01, h02, h10, h11, h12, h20, h21, h22,
+                                                                    SWEEPS)  # fmt: skip
         valid = tl.load(valid_ptr + rows64, mask=row_ok, other=0) != 0
         r00, r01, r02, r10, r11, r12, r20, r21, r22 = _bilinear_entries(qw, qx, qy, qz, qw, qx, qy, qz)
         gR_at = gR_ptr + rows64 * 9
@@ -443,39 +459,40 @@ if HAS_TRITON:
         k00, k01, k02, k10, k11, k12, k20, k21, k22 = _bilinear_entries(aw, ax, ay, az, qw, qx, qy, qz)
 
         # H = sum_j w_j Xc_j Yc_j^T, var = sum_j w_j |Xc_j|^2; the centroids' own terms vanish.
-        Hy0 = k00[:, None] * y0 + k10[:, None] * y1 + k20[:, None] * y2
-        Hy1 = k01[:, None] * y0 + k11[:, None] * y1 + k21[:, None] * y2
-        Hy2 = k02[:, None] * y0 + k12[:, None] * y1 + k22[:, None] * y2
-        Htx0 = k00[:, None] * x0 + k01[:, None] * x1 + k02[:, None] * x2
-        Htx1 = k10[:, None] * x0 + k11[:, None] * x1 + k12[:, None] * x2
-        Htx2 = k20[:, None] * x0 + k21[:, None] * x1 + k22[:, None] * x2
-        gv2, it = 2.0 * g_var[:, None], inv_total[:, None]
-        keep = valid[:, None]
-        gx0 = tl.where(keep, w * (Hy0 + gv2 * x0 + gxb0[:, None] * it), 0.0)
-        gx1 = tl.where(keep, w * (Hy1 + gv2 * x1 + gxb1[:, None] * it), 0.0)
-        gx2 = tl.where(keep, w * (Hy2 + gv2 * x2 + gxb2[:, None] * it), 0.0)
-        gy0 = tl.where(keep, w * (Htx0 + gt0[:, None] * it), 0.0)
-        gy1 = tl.where(keep, w * (Htx1 + gt1[:, None] * it), 0.0)
-        gy2 = tl.where(keep, w * (Htx2 + gt2[:, None] * it), 0.0)
-        gw = (x0 * Hy0 + x1 * Hy1 + x2 * Hy2 + g_var[:, None] * (x0 * x0 + x1 * x1 + x2 * x2)
-              + (gxb0[:, None] * x0 + gxb1[:, None] * x1 + gxb2[:, None] * x2
-                 + gt0[:, None] * y0 + gt1[:, None] * y1 + gt2[:, None] * y2) * it)
-        gw = tl.where(keep, gw, 0.0)
-
+        gv2 = 2.0 * g_var
         ty = gX_ptr.dtype.element_ty
-        at = rows64[:, None] * (3 * J) + joints[None, :] * 3
-        tl.store(gX_ptr + at, gx0.to(ty), mask=tile_ok)
-        tl.store(gX_ptr + at + 1, gx1.to(ty), mask=tile_ok)
-        tl.store(gX_ptr + at + 2, gx2.to(ty), mask=tile_ok)
-        tl.store(gY_ptr + at, gy0.to(ty), mask=tile_ok)
-        tl.store(gY_ptr + at + 1, gy1.to(ty), mask=tile_ok)
-        tl.store(gY_ptr + at + 2, gy2.to(ty), mask=tile_ok)
-        tl.store(gw_ptr + rows64[:, None] * J + joints[None, :], gw.to(ty), mask=tile_ok)
+        for j in range(J):
+            x0, x1, x2, y0, y1, y2, w = _load_joint(X_ptr, Y_ptr, w_ptr, rows64, row_ok & finite, j, X_sn, X_sj, X_sc,
+                                                    Y_sn, Y_sj, Y_sc, w_sn, w_sj, ACC)  # fmt: skip
+            x0, x1, x2, y0, y1, y2 = x0 - xb0, x1 - xb1, x2 - xb2, y0 - yb0, y1 - yb1, y2 - yb2
+            Hy0 = k00 * y0 + k10 * y1 + k20 * y2
+            Hy1 = k01 * y0 + k11 * y1 + k21 * y2
+            Hy2 = k02 * y0 + k12 * y1 + k22 * y2
+            Htx0 = k00 * x0 + k01 * x1 + k02 * x2
+            Htx1 = k10 * x0 + k11 * x1 + k12 * x2
+            Htx2 = k20 * x0 + k21 * x1 + k22 * x2
+            gx0 = tl.where(valid, w * (Hy0 + gv2 * x0 + gxb0 * inv_total), 0.0)
+            gx1 = tl.where(valid, w * (Hy1 + gv2 * x1 + gxb1 * inv_total), 0.0)
+            gx2 = tl.where(valid, w * (Hy2 + gv2 * x2 + gxb2 * inv_total), 0.0)
+            gy0 = tl.where(valid, w * (Htx0 + gt0 * inv_total), 0.0)
+            gy1 = tl.where(valid, w * (Htx1 + gt1 * inv_total), 0.0)
+            gy2 = tl.where(valid, w * (Htx2 + gt2 * inv_total), 0.0)
+            gw = (x0 * Hy0 + x1 * Hy1 + x2 * Hy2 + g_var * (x0 * x0 + x1 * x1 + x2 * x2)
+                  + (gxb0 * x0 + gxb1 * x1 + gxb2 * x2 + gt0 * y0 + gt1 * y1 + gt2 * y2) * inv_total)
+            at = rows64 * (3 * J) + j * 3
+            tl.store(gX_ptr + at, gx0.to(ty), mask=row_ok)
+            tl.store(gX_ptr + at + 1, gx1.to(ty), mask=row_ok)
+            tl.store(gX_ptr + at + 2, gx2.to(ty), mask=row_ok)
+            tl.store(gY_ptr + at, gy0.to(ty), mask=row_ok)
+            tl.store(gY_ptr + at + 1, gy1.to(ty), mask=row_ok)
+            tl.store(gY_ptr + at + 2, gy2.to(ty), mask=row_ok)
+            tl.store(gw_ptr + rows64 * J + j, tl.where(valid, gw, 0.0).to(ty), mask=row_ok)
 
 
-def _blocks(J: int) -> tuple[int, int]:
-    block_j = triton.next_power_of_2(J)
-    return max(1, min(64, 1024 // block_j)), block_j
+# One pair per lane, 128 pairs (4 warps) per program: a lane loops over its pair's joints and
+# keeps only sums and the 4x4 eigenproblem in registers (a tile of whole rows per program
+# spilled hundreds of bytes per thread, benchmarks/results/kernel_resources.md).
+_PAIRS_PER_PROGRAM, _WARPS = 128, 4
 
 
 def _triton_forward(X: Tensor, Y: Tensor, w: Tensor, scale: bool):
@@ -484,12 +501,11 @@ def _triton_forward(X: Tensor, Y: Tensor, w: Tensor, scale: bool):
     t = torch.empty(N, 3, device=X.device, dtype=X.dtype)
     s = torch.empty(N, device=X.device, dtype=X.dtype)
     valid = torch.empty(N, device=X.device, dtype=torch.bool)
-    block_n, block_j = _blocks(J)
     with on_device_of(X):
-        _procrustes_kernel[(triton.cdiv(N, block_n),)](
+        _procrustes_kernel[(triton.cdiv(N, _PAIRS_PER_PROGRAM),)](
             X, Y, w, R, t, s, valid, N, J, *X.stride(), *Y.stride(), *w.stride(),
             SCALE=scale, ACC=triton_accumulation_dtype(X.dtype), REL_TOL=PROCRUSTES_REL_TOL,
-            SWEEPS=JACOBI_SWEEPS, BLOCK_N=block_n, BLOCK_J=block_j,
+            SWEEPS=JACOBI_SWEEPS, BLOCK_N=_PAIRS_PER_PROGRAM, num_warps=_WARPS,
         )
     return R, t, s, valid
 
@@ -498,13 +514,12 @@ def _triton_backward(grad_R, grad_t, grad_s, X, Y, w, valid, scale):
     N, J = w.shape
     g_X = torch.empty(N, J, 3, device=X.device, dtype=X.dtype)
     g_Y, g_w = torch.empty_like(g_X), torch.empty(N, J, device=X.device, dtype=X.dtype)
-    block_n, block_j = _blocks(J)
     with on_device_of(X):
-        _procrustes_backward_kernel[(triton.cdiv(N, block_n),)](
+        _procrustes_backward_kernel[(triton.cdiv(N, _PAIRS_PER_PROGRAM),)](
             X, Y, w, valid.contiguous(), grad_R.contiguous(), grad_t.contiguous(), grad_s.contiguous(),
             g_X, g_Y, g_w, N, J, *X.stride(), *Y.stride(), *w.stride(),
             SCALE=scale, ACC=triton_accumulation_dtype(X.dtype), SWEEPS=JACOBI_SWEEPS,
-            BLOCK_N=block_n, BLOCK_J=block_j,
+            BLOCK_N=_PAIRS_PER_PROGRAM, num_warps=_WARPS,
         )
     return g_X, g_Y, g_w
 

@@ -282,8 +282,11 @@ if HAS_TRITON:
 
 
 def _tile(J: int) -> tuple[int, int]:
+    """(rows, joints) per program: 128 elements over the default 4 warps, one per thread. A
+    larger tile keeps more rows of rays and gradients live per thread: 2048 elements spilled
+    1.4 kB per thread in the float32 backward (benchmarks/results/kernel_resources.md)."""
     block_j = triton.next_power_of_2(J)
-    return max(1, 2048 // block_j), block_j
+    return max(1, 128 // block_j), block_j
 
 
 def _triton_forward(uv: Tensor, z: Tensor, K: Tensor, k: int, l: int):

@@ -134,7 +134,11 @@ def _reference_backward(g_uv, g_z, h, d, uv, z, lse, beta):
 
 # ------------------------------------------------------------------------------ triton
 
-_MAX_BLOCK = 4096  # one pass over a 64x64 map; larger maps loop with the online softmax
+# Lanes per program; larger maps loop over chunks with the online softmax, still reading each
+# element once. 1024 over 8 warps leaves each thread 4 elements of 5 running sums: a 64x64 map
+# in one 4096-lane chunk held 16 (125 registers, 25 % occupancy on sm_90; 1024: 48 registers,
+# 62 %; benchmarks/results/kernel_resources.md).
+_MAX_BLOCK = 1024
 
 if HAS_TRITON:
 
@@ -252,8 +256,9 @@ def _rows_contiguous(x: Tensor) -> Tensor:
 
 
 def _launch_config(hw: int) -> tuple[int, int]:
+    """(lanes, warps) of the programs for maps of ``hw`` pixels."""
     block = min(triton.next_power_of_2(hw), _MAX_BLOCK)
-    return block, 8 if block >= 2048 else 4
+    return block, 8 if block >= _MAX_BLOCK else 4
 
 
 def _triton_forward(h: Tensor, d: Tensor, beta: float):
