@@ -8,7 +8,7 @@ DATA    ?= data/synthetic
 PRETRAINED ?= train/checkpoints/synthetic_pretrain2d.pt
 WS3D    := $(PY) -m ws3d.cli
 
-.PHONY: install test data train ablation pretrain2d demo bench lint gpu-check
+.PHONY: install test data train ablation pretrain2d demo bench lint gpu-check triton-compat
 
 $(PY):
 	python3 -m venv .venv
@@ -62,3 +62,19 @@ bench: install
 	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) -m pytest -q benchmarks --benchmark-enable --benchmark-columns=min,median,mean,rounds \
 		--benchmark-autosave
+
+# The GPU kernels compiled, without a GPU, by older Triton releases than CI's: 3.6 (the GPU
+# machine's, with torch 2.11) and 3.2 (the oldest ws3d supports, pinned by torch 2.6). One
+# venv each under build/ (compile-only: the CPU torch beside them), then
+# benchmarks/kernel_resources.py; fails on a compile error or a spill outside float64.
+# About 2 min per release once installed; too slow for every CI run.
+TRITON_OLD ?= 3.2.0 3.6.0
+triton-compat: install
+	@for v in $(TRITON_OLD); do venv=build/triton-$$v; \
+		test -x $$venv/bin/python || python3 -m venv $$venv || exit 1; \
+		$$venv/bin/python -m pip install -q "$(TORCH)" "triton==$$v" numpy scipy opencv-python-headless tqdm \
+			pyyaml h5py matplotlib || exit 1; \
+		PYTHONPATH=$(CURDIR) $$venv/bin/python benchmarks/kernel_resources.py --no-cuda --fail-on-spills \
+			--out $$venv/results > $$venv/log.txt || { tail -20 $$venv/log.txt; exit 1; }; \
+		echo "triton $$v: every kernel compiled for sm_80 and sm_90, no spills outside float64 ($$venv/results)"; \
+	done

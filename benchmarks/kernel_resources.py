@@ -14,13 +14,15 @@ CUDA C++: ``nvcc -Xptxas -v`` on each .cu of ws3d/csrc, block size from its ``kT
 
 Writes DIR/kernel_resources.json (one row per kernel, dtype, architecture and launch
 configuration, plus machine and versions) and DIR/kernel_resources.md. Must run without
-``TRITON_INTERPRET`` (the interpreter replaces the kernels); it is removed here.
+``TRITON_INTERPRET`` (the interpreter replaces the kernels): main() removes it before
+ws3d.ops is imported, so import this module only for its helpers.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import inspect
 import json
 import os
 import platform
@@ -31,17 +33,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-os.environ.pop("TRITON_INTERPRET", None)  # before ws3d.ops defines its kernels
+import torch
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.runtime.driver import driver
 
-import torch  # noqa: E402
-import triton  # noqa: E402
-from triton.backends.compiler import GPUTarget  # noqa: E402
-from triton.runtime.driver import driver  # noqa: E402
-
-from ws3d.ops import procrustes, reconstruct, softargmax  # noqa: E402
-from ws3d.ops._constants import DEFINES  # noqa: E402
-from ws3d.ops._ext import CUDA_SOURCES, SOURCES  # noqa: E402
-from ws3d.skeleton import REFERENCE_BONE  # noqa: E402
+from ws3d.ops._constants import DEFINES
+from ws3d.ops._ext import CUDA_SOURCES, SOURCES
+from ws3d.skeleton import REFERENCE_BONE
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "float64": torch.float64}
 HALF = ("float16", "bfloat16")
@@ -62,9 +61,20 @@ REG_UNIT = 256  # registers are allocated per warp in units of 256
 SHARED_UNIT, SHARED_RESERVED = 128, 1024  # per-block shared memory granularity and the system's reserve
 
 
+def _load_binary_fields() -> int:
+    """How many values Triton's CompiledKernel expects from load_binary: module, function,
+    registers, spills, and since Triton 3.3 or so the most threads a block may have."""
+    from triton.compiler.compiler import CompiledKernel
+
+    return 5 if "n_max_threads" in inspect.getsource(CompiledKernel._init_handles) else 4
+
+
 class _Utils:
+    def __init__(self):
+        self.fields = _load_binary_fields()
+
     def load_binary(self, name, kernel, shared, device):
-        return None, None, 0, 0, 1024  # module, function, registers, spills, max threads: unknown here
+        return (None, None, 0, 0, 1024)[: self.fields]  # unknown here; ptxas reports them below
 
     def get_device_properties(self, device):
         return {"max_shared_mem": 1 << 30}  # never refuse: ptxas reports what the kernel needs
@@ -110,11 +120,24 @@ def _empty(shape, dtype):
     return torch.empty(shape, dtype=dtype)
 
 
+def _ops():
+    """The op modules, whose kernels must be Triton's JIT functions: main() removes
+    TRITON_INTERPRET before this first import (the interpreter would replace them)."""
+    from triton.runtime.jit import JITFunction
+
+    from ws3d.ops import procrustes, reconstruct, softargmax
+
+    if not isinstance(softargmax._softargmax_fwd_kernel, JITFunction):
+        raise RuntimeError("ws3d.ops was imported under TRITON_INTERPRET: run this file as a script")
+    return softargmax, reconstruct, procrustes
+
+
 def _launches(dtype: torch.dtype):
     """(op, direction, shape, launcher, arguments) for every Triton launch the ops make at
     the training shapes and 4x and 16x their batch: forward and backward, both Procrustes
     modes. The launchers are the ``triton`` entries of the ops' dispatch tables."""
     k, l = REFERENCE_BONE
+    softargmax, reconstruct, procrustes = _ops()
     acc = torch.float64 if dtype == torch.float64 else torch.float32
     fwd, bwd = softargmax._IMPLEMENTATIONS["triton"]
     for base in SOFTARGMAX_SHAPES:
@@ -140,6 +163,7 @@ def _launches(dtype: torch.dtype):
 
 
 def _kernels():
+    softargmax, reconstruct, procrustes = _ops()
     return [softargmax._softargmax_fwd_kernel, softargmax._softargmax_bwd_kernel,
             reconstruct._reconstruct_fwd_kernel, reconstruct._reconstruct_bwd_kernel,
             procrustes._procrustes_kernel, procrustes._procrustes_backward_kernel]  # fmt: skip
@@ -150,8 +174,12 @@ def _ptxas(arch: int) -> str:
     for sm_80 and a CUDA 13 one for sm_90 and later); the one on PATH where it says none."""
     from triton.backends.nvidia import compiler
 
-    tool = compiler.get_ptxas(arch) if hasattr(compiler, "get_ptxas") else None
-    path = getattr(tool, "path", tool)
+    if hasattr(compiler, "get_ptxas"):  # Triton 3.4 and later
+        path = compiler.get_ptxas(arch).path
+    elif hasattr(compiler, "_path_to_binary"):  # earlier: (path, version)
+        path = compiler._path_to_binary("ptxas")[0]
+    else:
+        path = None
     return path if isinstance(path, str) and Path(path).is_file() else shutil.which("ptxas") or "ptxas"
 
 
@@ -295,7 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=list(DTYPES))
     parser.add_argument("--out", default="benchmarks/results", help="where kernel_resources.{json,md} go")
     parser.add_argument("--no-cuda", action="store_true", help="only the Triton kernels (no nvcc)")
+    parser.add_argument("--fail-on-spills", action="store_true", help="exit 1 if a kernel spills outside float64")
     args = parser.parse_args(argv)
+    os.environ.pop("TRITON_INTERPRET", None)  # before ws3d.ops defines its kernels (_ops)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.arch:
@@ -313,7 +343,11 @@ def main(argv: list[str] | None = None) -> int:
     (out / "kernel_resources.md").write_text(markdown(rows))
     print(markdown(rows))
     print(f"wrote {out / 'kernel_resources.json'} and {out / 'kernel_resources.md'}")
-    return 0
+    spilling = [f"{r['kernel']} {r['dtype']} sm_{r['arch']}" for r in rows
+                if r["dtype"] != "float64" and r["spill_stores"]]  # fmt: skip
+    if spilling:
+        print(f"spill stores outside float64 (Triton {triton.__version__}): {', '.join(spilling)}")
+    return 1 if spilling and args.fail_on_spills else 0
 
 
 if __name__ == "__main__":
