@@ -145,7 +145,7 @@ def _launches(dtype: torch.dtype):
             B, J, H, W = shape = (base[0] * scale, *base[1:])
             h, d, uv, z = _empty(shape, dtype), _empty(shape, dtype), _empty((B, J, 2), dtype), _empty((B, J), dtype)
             yield "softargmax", "forward", shape, fwd, (h, d, 50.0)
-            yield "softargmax", "backward", shape, bwd, (uv, z, h, d, uv, z, _empty((B, J), acc), 50.0)
+            yield "softargmax", "backward", shape, bwd, (uv, z, h, d, _empty((B, J, 4), acc), 50.0)
     fwd, bwd = reconstruct._IMPLEMENTATIONS["triton"]
     for scale in SCALES:
         B, J = shape = (RECONSTRUCT_SHAPE[0] * scale, RECONSTRUCT_SHAPE[1])

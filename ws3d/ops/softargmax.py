@@ -7,10 +7,11 @@ For every row (b, j) of ``heatmaps`` (B, J, H, W)::
     z    = sum p * d                     d = the joint's latent depth map
     conf = h bilinearly sampled at (u, v)   (the paper's phi; carries no gradient)
 
-The forward reads h and d once and keeps one number per row, the log-sum-exp of
-``beta * h`` divided by beta (``lse``, in heatmap units so that huge logits cannot
-overflow). The backward recomputes ``p = exp(beta * (h - lse))`` from it and writes,
-in one pass over h and d::
+The forward reads h and d once and keeps four numbers per row in the accumulation dtype
+(float32, or float64): the log-sum-exp of ``beta * h`` divided by beta (``lse``, in
+heatmap units so that huge logits cannot overflow) and u, v, z before any rounding to
+half precision. The backward recomputes ``p = exp(beta * (h - lse))`` from them and
+writes, in one pass over h and d::
 
     dL/dd_i = g_z p_i
     dL/dh_i = beta p_i (g_i - gbar),  g_i = g_u x_i + g_v y_i + g_z d_i,  gbar = g_u u + g_v v + g_z z
@@ -90,6 +91,13 @@ def softargmax_2p5d_reference(
         uv (B, J, 2), z (B, J), conf (B, J), in the input dtype (computed in float32,
         or float64 for float64 inputs).
     """
+    u, v, z, conf = _expectations(heatmaps, depthmaps, beta)
+    dtype = heatmaps.dtype
+    return torch.stack([u, v], -1).to(dtype), z.to(dtype), conf.to(dtype)
+
+
+def _expectations(heatmaps: Tensor, depthmaps: Tensor, beta: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """u, v, z and conf (B, J) of the reference, in the accumulation dtype."""
     B, J, H, W = heatmaps.shape
     acc = accumulation_dtype(heatmaps.dtype)
     h = heatmaps.to(acc).reshape(B, J, H * W)
@@ -103,22 +111,28 @@ def softargmax_2p5d_reference(
     v = (p * y).sum(-1)
     z = (p * d).sum(-1)
     conf = _bilinear_sample(h.detach().reshape(B, J, H, W), u.detach(), v.detach())
-    dtype = heatmaps.dtype
-    return torch.stack([u, v], -1).to(dtype), z.to(dtype), conf.to(dtype)
+    return u, v, z, conf
+
+
+# The forward's row statistics, saved for the backward in the accumulation dtype (B, J, 4):
+# lse = log sum exp(beta h) / beta, and u, v, z unrounded (the backward subtracts them from
+# every pixel's coordinates and depth; rounded to half precision they would cost ~3.5 eps).
+LSE, U, V, Z = range(4)
 
 
 def _reference_forward(h: Tensor, d: Tensor, beta: float):
-    uv, z, conf = softargmax_2p5d_reference(h, d, beta)
-    acc = accumulation_dtype(h.dtype)
-    hf = h.to(acc).flatten(2)
+    u, v, z, conf = _expectations(h, d, beta)
+    hf = h.to(u.dtype).flatten(2)
     m = hf.amax(-1)
     lse = m + torch.logsumexp(beta * (hf - m.unsqueeze(-1)), -1) / beta
-    return uv, z, conf, lse
+    dtype = h.dtype
+    return torch.stack([u, v], -1).to(dtype), z.to(dtype), conf.to(dtype), torch.stack([lse, u, v, z], -1)
 
 
-def _reference_backward(g_uv, g_z, h, d, uv, z, lse, beta):
+def _reference_backward(g_uv, g_z, h, d, stats, beta):
     B, J, H, W = h.shape
-    acc = lse.dtype
+    acc = stats.dtype
+    lse = stats[..., LSE]
     hf, df = h.to(acc).flatten(2), d.to(acc).flatten(2)
     p = torch.exp(beta * (hf - lse.unsqueeze(-1)))
     index = torch.arange(H * W, device=h.device)
@@ -126,7 +140,7 @@ def _reference_backward(g_uv, g_z, h, d, uv, z, lse, beta):
     y = torch.div(index, W, rounding_mode="floor").to(acc)
     gu, gv = g_uv[..., 0].to(acc).unsqueeze(-1), g_uv[..., 1].to(acc).unsqueeze(-1)
     gz = g_z.to(acc).unsqueeze(-1)
-    gbar = gu * uv[..., 0:1].to(acc) + gv * uv[..., 1:2].to(acc) + gz * z.to(acc).unsqueeze(-1)
+    gbar = gu * stats[..., U : U + 1] + gv * stats[..., V : V + 1] + gz * stats[..., Z : Z + 1]
     grad_h = beta * p * (gu * x + gv * y + gz * df - gbar)
     grad_d = gz * p
     return grad_h.reshape(h.shape).to(h.dtype), grad_d.reshape(d.shape).to(d.dtype)
@@ -150,7 +164,7 @@ if HAS_TRITON:
 
     @triton.jit
     def _softargmax_fwd_kernel(
-        h_ptr, d_ptr, uv_ptr, z_ptr, conf_ptr, lse_ptr,
+        h_ptr, d_ptr, uv_ptr, z_ptr, conf_ptr, stats_ptr,
         J, H, W, h_sb, h_sj, d_sb, d_sj, beta,
         ACC: tl.constexpr, BLOCK: tl.constexpr,
     ):
@@ -211,11 +225,14 @@ if HAS_TRITON:
         tl.store(uv_ptr + 2 * row + 1, v.to(out_ty))
         tl.store(z_ptr + row, z.to(out_ty))
         tl.store(conf_ptr + row, conf.to(out_ty))
-        tl.store(lse_ptr + row, lse)
+        tl.store(stats_ptr + 4 * row, lse)  # lse, u, v, z in ACC: see LSE, U, V, Z
+        tl.store(stats_ptr + 4 * row + 1, u)
+        tl.store(stats_ptr + 4 * row + 2, v)
+        tl.store(stats_ptr + 4 * row + 3, z)
 
     @triton.jit
     def _softargmax_bwd_kernel(
-        g_uv_ptr, g_z_ptr, h_ptr, d_ptr, uv_ptr, z_ptr, lse_ptr, dh_ptr, dd_ptr,
+        g_uv_ptr, g_z_ptr, h_ptr, d_ptr, stats_ptr, dh_ptr, dd_ptr,
         J, H, W, h_sb, h_sj, d_sb, d_sj, g_uv_sb, g_uv_sj, g_uv_sc, g_z_sb, g_z_sj, beta,
         ACC: tl.constexpr, BLOCK: tl.constexpr,
     ):
@@ -230,10 +247,10 @@ if HAS_TRITON:
         gu = tl.load(g_uv_row).to(ACC)
         gv = tl.load(g_uv_row + g_uv_sc).to(ACC)
         gz = tl.load(g_z_ptr + b * g_z_sb + j * g_z_sj).to(ACC)
-        u = tl.load(uv_ptr + 2 * row).to(ACC)
-        v = tl.load(uv_ptr + 2 * row + 1).to(ACC)
-        z = tl.load(z_ptr + row).to(ACC)
-        lse = tl.load(lse_ptr + row)
+        lse = tl.load(stats_ptr + 4 * row)
+        u = tl.load(stats_ptr + 4 * row + 1)
+        v = tl.load(stats_ptr + 4 * row + 2)
+        z = tl.load(stats_ptr + 4 * row + 3)
         g_bar = gu * u + gv * v + gz * z
         lanes = tl.arange(0, BLOCK)
         for start in range(0, hw, BLOCK):
@@ -268,17 +285,17 @@ def _triton_forward(h: Tensor, d: Tensor, beta: float):
     uv = torch.empty(B, J, 2, device=h.device, dtype=h.dtype)
     z = torch.empty(B, J, device=h.device, dtype=h.dtype)
     conf = torch.empty_like(z)
-    lse = torch.empty(B, J, device=h.device, dtype=acc)
+    stats = torch.empty(B, J, 4, device=h.device, dtype=acc)
     block, warps = _launch_config(H * W)
     with on_device_of(h):
         _softargmax_fwd_kernel[(B * J,)](
-            h, d, uv, z, conf, lse, J, H, W, h.stride(0), h.stride(1), d.stride(0), d.stride(1),
+            h, d, uv, z, conf, stats, J, H, W, h.stride(0), h.stride(1), d.stride(0), d.stride(1),
             beta, ACC=triton_accumulation_dtype(h.dtype), BLOCK=block, num_warps=warps,
         )
-    return uv, z, conf, lse
+    return uv, z, conf, stats
 
 
-def _triton_backward(g_uv, g_z, h, d, uv, z, lse, beta):
+def _triton_backward(g_uv, g_z, h, d, stats, beta):
     h, d = _rows_contiguous(h), _rows_contiguous(d)
     B, J, H, W = h.shape
     grad_h = torch.empty(B, J, H, W, device=h.device, dtype=h.dtype)
@@ -286,7 +303,7 @@ def _triton_backward(g_uv, g_z, h, d, uv, z, lse, beta):
     block, warps = _launch_config(H * W)
     with on_device_of(h):
         _softargmax_bwd_kernel[(B * J,)](
-            g_uv, g_z, h, d, uv, z, lse, grad_h, grad_d, J, H, W,
+            g_uv, g_z, h, d, stats, grad_h, grad_d, J, H, W,
             h.stride(0), h.stride(1), d.stride(0), d.stride(1),
             *g_uv.stride(), *g_z.stride(), beta,
             ACC=triton_accumulation_dtype(h.dtype), BLOCK=block, num_warps=warps,
@@ -306,14 +323,16 @@ def _native_forward(h: Tensor, d: Tensor, beta: float):
     uv = h_.new_empty(B, J, 2)
     z, conf, lse = h_.new_empty(B, J), h_.new_empty(B, J), h_.new_empty(B, J)
     native().softargmax_forward(h_, d_, beta, uv, z, conf, lse)
-    return uv.to(h.dtype), z.to(h.dtype), conf.to(h.dtype), lse
+    stats = torch.stack([lse, uv[..., 0], uv[..., 1], z], -1)
+    return uv.to(h.dtype), z.to(h.dtype), conf.to(h.dtype), stats
 
 
-def _native_backward(g_uv, g_z, h, d, uv, z, lse, beta):
+def _native_backward(g_uv, g_z, h, d, stats, beta):
     acc = accumulation_dtype(h.dtype)
     h_, d_ = _rows_contiguous(h.to(acc)), _rows_contiguous(d.to(acc))
     grad_h, grad_d = torch.empty(h.shape, dtype=acc, device=h.device), torch.empty(d.shape, dtype=acc, device=d.device)
-    g_uv_, g_z_, uv_, z_, lse_ = native_inputs(g_uv, g_z, uv, z, lse)
+    g_uv_, g_z_ = native_inputs(g_uv, g_z)
+    uv_, z_, lse_ = stats[..., U : V + 1].contiguous(), stats[..., Z].contiguous(), stats[..., LSE].contiguous()
     native().softargmax_backward(g_uv_, g_z_, h_, d_, uv_, z_, lse_, beta, grad_h, grad_d)
     return grad_h.to(h.dtype), grad_d.to(d.dtype)
 
@@ -331,7 +350,8 @@ _IMPLEMENTATIONS = {
 def _softargmax_op(
     heatmaps: Tensor, depthmaps: Tensor, beta: float
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Returns (uv, z, conf, lse); lse (B, J) is the row statistic the backward reuses."""
+    """Returns (uv, z, conf, stats); stats (B, J, 4), the row statistics the backward
+    reuses (lse, u, v, z in the accumulation dtype: LSE, U, V, Z)."""
     if heatmaps.shape[0] * heatmaps.shape[1] == 0:
         return _reference_forward(heatmaps, depthmaps, beta)
     forward, _ = _IMPLEMENTATIONS[select_backend(heatmaps.device)]
@@ -342,23 +362,22 @@ def _softargmax_op(
 def _(heatmaps, depthmaps, beta):
     B, J = heatmaps.shape[:2]
     z = heatmaps.new_empty(B, J)
-    lse = heatmaps.new_empty(B, J, dtype=accumulation_dtype(heatmaps.dtype))
-    return heatmaps.new_empty(B, J, 2), z, torch.empty_like(z), lse
+    stats = heatmaps.new_empty(B, J, 4, dtype=accumulation_dtype(heatmaps.dtype))
+    return heatmaps.new_empty(B, J, 2), z, torch.empty_like(z), stats
 
 
 @torch.library.custom_op("ws3d::softargmax_2p5d_backward", mutates_args=())
 def _softargmax_backward_op(
-    grad_uv: Tensor, grad_z: Tensor, heatmaps: Tensor, depthmaps: Tensor,
-    uv: Tensor, z: Tensor, lse: Tensor, beta: float,
+    grad_uv: Tensor, grad_z: Tensor, heatmaps: Tensor, depthmaps: Tensor, stats: Tensor, beta: float,
 ) -> tuple[Tensor, Tensor]:
     if heatmaps.numel() == 0:
         return torch.zeros_like(heatmaps), torch.zeros_like(depthmaps)
     _, backward = _IMPLEMENTATIONS[select_backend(heatmaps.device)]
-    return backward(grad_uv, grad_z, heatmaps, depthmaps, uv, z, lse, beta)
+    return backward(grad_uv, grad_z, heatmaps, depthmaps, stats, beta)
 
 
 @_softargmax_backward_op.register_fake
-def _(grad_uv, grad_z, heatmaps, depthmaps, uv, z, lse, beta):
+def _(grad_uv, grad_z, heatmaps, depthmaps, stats, beta):
     return (
         torch.empty(heatmaps.shape, dtype=heatmaps.dtype, device=heatmaps.device),
         torch.empty(depthmaps.shape, dtype=depthmaps.dtype, device=depthmaps.device),
@@ -367,19 +386,18 @@ def _(grad_uv, grad_z, heatmaps, depthmaps, uv, z, lse, beta):
 
 def _setup_context(ctx, inputs, output):
     heatmaps, depthmaps, beta = inputs
-    uv, z, conf, lse = output
-    ctx.save_for_backward(heatmaps, depthmaps, uv, z, lse)
+    uv, z, conf, stats = output
+    ctx.save_for_backward(heatmaps, depthmaps, stats)
     ctx.beta = beta
-    ctx.mark_non_differentiable(conf, lse)
+    ctx.mark_non_differentiable(conf, stats)
 
 
-def _backward(ctx, grad_uv, grad_z, _grad_conf, _grad_lse):
-    heatmaps, depthmaps, uv, z, lse = ctx.saved_tensors
-    grad_uv = torch.zeros_like(uv) if grad_uv is None else grad_uv
-    grad_z = torch.zeros_like(z) if grad_z is None else grad_z
-    grad_h, grad_d = _softargmax_backward_op(
-        grad_uv, grad_z, heatmaps, depthmaps, uv, z, lse, ctx.beta
-    )
+def _backward(ctx, grad_uv, grad_z, _grad_conf, _grad_stats):
+    heatmaps, depthmaps, stats = ctx.saved_tensors
+    B, J = stats.shape[:2]
+    grad_uv = heatmaps.new_zeros(B, J, 2) if grad_uv is None else grad_uv
+    grad_z = heatmaps.new_zeros(B, J) if grad_z is None else grad_z
+    grad_h, grad_d = _softargmax_backward_op(grad_uv, grad_z, heatmaps, depthmaps, stats, ctx.beta)
     return grad_h, grad_d, None
 
 
@@ -449,7 +467,7 @@ def softargmax_2p5d(
         raise TypeError(f"beta must be a Python number, got {type(beta).__name__}")
     if not (math.isfinite(beta) and beta > 0):
         raise ValueError(f"beta must be a finite number > 0, got {beta}")
-    uv, z, conf, lse = _softargmax_op(heatmaps, depthmaps, float(beta))
-    if value_checks_active() and lse.numel():
-        _check_rows(heatmaps, z, lse)
+    uv, z, conf, stats = _softargmax_op(heatmaps, depthmaps, float(beta))
+    if value_checks_active() and stats.numel():
+        _check_rows(heatmaps, z, stats[..., LSE])
     return uv, z, conf
