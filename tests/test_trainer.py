@@ -22,7 +22,7 @@ from ws3d.data.synthetic import ShardDataset, SynthConfig, write_shards
 from ws3d.model import build_model
 from ws3d.ops import select_backend, use_backend
 from ws3d.skeleton import NUM_JOINTS
-from ws3d.trainer import build, compute_losses, train
+from ws3d.trainer import build, compute_losses, train, validation_split
 
 TINY = ["data.size=64", "data.images=4", "data.groups=2", "data.workers=0", "data.eval_images=8", "model.width=16",
         "train.progress=false", "train.log_every=1", "train.eval_every=1000"]  # fmt: skip
@@ -251,6 +251,30 @@ def test_runs_without_a_validation_set_when_eval_comes_before_the_first_log(data
     assert result["step"] == 3 and result["val"] is None
     assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [2, 3]
     assert (run / "training.png").stat().st_size > 0
+
+
+def test_the_2d_split_comes_from_root_2d_and_the_rest_from_root(data, other_data, pretrained, tmp_path):
+    """Source-domain 2D images beside another set's multi-view images (the domain-shift setting)."""
+    cfg = _config(other_data, tmp_path / "run", "weak", pretrained, "data.mv_labels=pseudo", f"data.root_2d={data}")
+    _, dataset, _, digests = build(cfg)
+    np.testing.assert_array_equal(dataset.two_d.arrays["image"], ShardDataset(data, "2d").arrays["image"])
+    mv_images = dataset.multi_view.views.arrays["image"]
+    np.testing.assert_array_equal(mv_images, ShardDataset(other_data, "mv").arrays["image"])
+    _, _, _, plain = build(_config(other_data, tmp_path / "plain", "weak", pretrained, "data.mv_labels=pseudo"))
+    assert digests["2d"] != plain["2d"] and digests["mv"] == plain["mv"]
+
+
+def test_training_validates_on_the_val_people_where_the_set_has_them(data, tmp_path):
+    root = tmp_path / "set"
+    shutil.copytree(data, root)
+    cfg = load_config(None, [*TINY, f"data.root={root}"])
+    name, split = validation_split(cfg)
+    assert name.endswith("(test)") and len(split) == 8  # rendered before val splits existed: its test split
+    write_shards(SynthConfig("val", 5, size=64), root, workers=1, progress=False)
+    name, split = validation_split(cfg)
+    assert name.endswith("(val)") and len(split) == 5
+    assert not set(split.arrays["subject"]) & set(ShardDataset(root, "test").arrays["subject"])
+    assert validation_split(load_config(None, [*TINY, f"data.root={tmp_path / 'none'}"])) is None
 
 
 def _free_port() -> int:

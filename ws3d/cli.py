@@ -29,7 +29,7 @@ from ws3d.errors import InputError, MissingFileError
 def _data_synth(args) -> None:
     from ws3d.data.synthetic import SynthConfig, write_shards
 
-    cfg = SynthConfig(split=args.split, n=args.n, size=args.size, seed=args.seed, rig=args.rig)
+    cfg = SynthConfig(split=args.split, n=args.n, size=args.size, seed=args.seed, rig=args.rig, domain=args.domain)
     meta = write_shards(cfg, args.out, workers=args.workers, shard_size=args.shard_size)
     rate = f"{meta['seconds']:.1f} s: {meta['images_per_second']:.0f} images/s on {meta['workers']} workers"
     print(f"wrote {cfg.n} {cfg.split} images ({len(meta['shards'])} shards) to {args.out} in {rate}")
@@ -206,17 +206,19 @@ def build_parser() -> argparse.ArgumentParser:
                                                                                             required=True)  # fmt: skip
     synth = data.add_parser("synth", help="render a split of the synthetic multi-view data set into .npz shards")
     synth.add_argument("--out", required=True, help="output directory")
-    synth.add_argument("--split", required=True, choices=["2d", "mv", "test"])
+    synth.add_argument("--split", required=True, choices=["2d", "mv", "val", "test"])
     synth.add_argument("--n", type=int, required=True, help="number of images (mv: all views of all groups)")
     synth.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--rig", default="mixed", choices=["h36m", "orbit", "mixed"])
+    synth.add_argument("--domain", default="source", help="source (the default: in-the-wild 2D data), target (one "
+                       "capture setting), or target-FACTOR for one of its factors alone (ws3d/data/domains.py)")
     synth.add_argument("--workers", type=int, default=os.cpu_count(), help="render processes (default: all cores)")
     synth.add_argument("--shard-size", type=int, default=1000, help="images per .npz shard")
     synth.set_defaults(run=_data_synth)
     sheet = data.add_parser("sheet", help="write a contact-sheet PNG of rendered samples with their 2D skeletons")
     sheet.add_argument("dir", help="directory written by `ws3d data synth`")
-    sheet.add_argument("--split", choices=["2d", "mv", "test"], help="default: every split found in DIR")
+    sheet.add_argument("--split", choices=["2d", "mv", "val", "test"], help="default: every split found in DIR")
     sheet.add_argument("--out", help="PNG path (default DIR/sheet_SPLIT.png)")
     sheet.add_argument("--count", type=int, default=48, help="samples on the sheet")
     sheet.set_defaults(run=_data_sheet)
@@ -268,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("checkpoint")
     ev.add_argument("--data", required=True, help="directory written by `ws3d data synth`, or a record-set .npz "
                     "(`ws3d data records`)")  # fmt: skip
-    ev.add_argument("--split", choices=["2d", "mv", "test"], help="the split of a `ws3d data synth` directory "
+    ev.add_argument("--split", choices=["2d", "mv", "val", "test"], help="the split of a `ws3d data synth` directory "
                     "(default test); not for a record-set file")  # fmt: skip
     ev.add_argument("--json", action="store_true", help="print one JSON object (mm, fractions, px)")
     ev.add_argument("--device", default=device)
@@ -277,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("checkpoint")
     ex.add_argument("out")
     ex.add_argument("--data", required=True, help="synthetic data set whose split the metrics are measured on")
-    ex.add_argument("--split", default="test", choices=["2d", "mv", "test"])
+    ex.add_argument("--split", default="test", choices=["2d", "mv", "val", "test"])
     ex.set_defaults(run=_export)
     pr = commands.add_parser("predict", help="2D overlay and 3D plot for images of one person each")
     pr.add_argument("checkpoint")

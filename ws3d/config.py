@@ -28,11 +28,14 @@ BACKBONES = ("small", "hrnet_w32")  # built by ws3d/model/pose_net.py
 
 @dataclass
 class DataConfig:
-    root: str = "data/synthetic"  # shards written by `ws3d data synth` (2d.json, mv.json, test.json)
+    root: str = "data/synthetic"  # shards written by `ws3d data synth` (2d.json, mv.json, val.json, test.json)
+    # The 2D-labelled split from another rendered set: the source domain's, while data.root
+    # holds the target domain's multi-view, validation and test splits.
+    root_2d: str | None = None
     # Record-set files (`ws3d data records`) that replace a synthetic split: real data sets.
     records_2d: str | None = None  # 2D-labelled images (e.g. MPII)
     records_mv: str | None = None  # multi-view groups (e.g. Human3.6M, MPI-INF-3DHP)
-    records_test: str | None = None  # validation images with 3D labels
+    records_test: str | None = None  # validation images with 3D labels (synthetic: data.root's val split)
     size: int = 96  # crop side fed to the network, pixels
     images: int = 128  # 2D-labelled images per batch (paper: 128)
     groups: int = 32  # multi-view groups per batch (paper: 32)
@@ -48,7 +51,7 @@ class DataConfig:
     # "none": no L_H on them (the triangulation still uses the pseudo-labels).
     mv_labels: str = "consistent"
     known_extrinsics: bool = False  # weak stage: R from the cameras where known ("WS+R")
-    eval_images: int = 1000  # test images used for validation during training (0: none)
+    eval_images: int = 1000  # images validated on during training (0: none): see trainer.validation_split
 
 
 @dataclass
@@ -157,8 +160,8 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 # Keys a resumed run may change: where things are, how often to log, evaluate and save,
 # and the total number of steps (the learning-rate drop stays where the first run put
 # it: the scheduler's milestone is part of the checkpoint).
-RESUMABLE = {"run_dir", "data.root", "data.records_test", "data.workers", "data.eval_images", "train.device",
-             "train.steps", "train.log_every", "train.eval_every", "train.checkpoint_every",
+RESUMABLE = {"run_dir", "data.root", "data.root_2d", "data.records_test", "data.workers", "data.eval_images",
+             "train.device", "train.steps", "train.log_every", "train.eval_every", "train.checkpoint_every",
              "train.progress"}  # fmt: skip
 
 

@@ -71,9 +71,25 @@ def _setup_distributed(cfg: Config) -> tuple[int, int, torch.device, bool]:
 
 def split_dataset(cfg: Config, split: str) -> Dataset:
     """The images of one role (``2d``, ``mv`` or ``test``): the record-set file that
-    ``data.records_<split>`` names (read lazily), else the synthetic shards in ``data.root``."""
+    ``data.records_<split>`` names (read lazily), else the synthetic shards in ``data.root``
+    (``data.root_2d`` for the 2D-labelled split, where set)."""
     path = getattr(cfg.data, f"records_{split}")
-    return open_records(path, multi_view=split == "mv") if path else ShardDataset(cfg.data.root, split)
+    if path:
+        return open_records(path, multi_view=split == "mv")
+    root = cfg.data.root_2d if split == "2d" and cfg.data.root_2d else cfg.data.root
+    return ShardDataset(root, split)
+
+
+def validation_split(cfg: Config) -> tuple[str, Dataset] | None:
+    """What training validates on, named: ``data.records_test``; else the ``val`` split of
+    ``data.root`` (people that no test split shows, so that choices made on it do not
+    leak the test); else, for sets rendered without one, its ``test`` split; else None."""
+    if cfg.data.records_test:
+        return cfg.data.records_test, split_dataset(cfg, "test")
+    for split in ("val", "test"):
+        if (Path(cfg.data.root) / f"{split}.json").is_file():
+            return f"{cfg.data.root} ({split})", ShardDataset(cfg.data.root, split)
+    return None
 
 
 def _rank0_first(make, rank: int, world: int):
@@ -265,10 +281,11 @@ def _train(cfg: Config, rank: int, world: int, device: torch.device) -> dict:
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.train.amp
                                   and _amp_dtype() == torch.float16)  # fmt: skip
     test = None
-    has_test = cfg.data.records_test is not None or (Path(cfg.data.root) / "test.json").is_file()
-    if rank == 0 and cfg.data.eval_images and has_test:
-        full_test = split_dataset(cfg, "test")
+    validation = validation_split(cfg) if rank == 0 and cfg.data.eval_images else None
+    if validation is not None:
+        name, full_test = validation
         test = Subset(full_test, range(min(cfg.data.eval_images, len(full_test))))
+        print(f"validating on {len(test)} images of {name}")
 
     def checkpoint():
         if rank == 0:

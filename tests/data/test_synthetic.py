@@ -11,6 +11,7 @@ from ws3d.data.render import draw_person
 from ws3d.data.synthetic import (
     TEST_SUBJECTS,
     TRAIN_SUBJECTS,
+    VAL_SUBJECTS,
     ShardDataset,
     SynthConfig,
     SyntheticDataset,
@@ -70,10 +71,12 @@ def test_mv_layout_adds_up_to_n_without_single_views(n):
         assert counts.sum() == n and counts.min() >= 2 and len(rigs) == len(counts)
 
 
-def test_test_subjects_are_disjoint_from_training_subjects():
+def test_test_and_validation_subjects_are_disjoint_from_each_other_and_from_training():
     train = {int(s["subject"]) for split in ("2d", "mv") for s in items(split, n=30)[1]}
     test = {int(s["subject"]) for s in items("test", n=30)[1]}
-    assert train <= set(TRAIN_SUBJECTS) and test <= set(TEST_SUBJECTS) and not train & test
+    val = {int(s["subject"]) for s in items("val", n=30, domain="target")[1]}
+    assert train <= set(TRAIN_SUBJECTS) and test <= set(TEST_SUBJECTS) and val <= set(VAL_SUBJECTS)
+    assert not train & test and not val & (train | test)
     a, b = make_subject(min(test)), make_subject(min(train))
     assert not np.allclose(a.bone_lengths, b.bone_lengths) and not np.allclose(a.shirt, b.shirt)
 
@@ -200,8 +203,60 @@ def test_shard_errors_name_the_file_and_field(tmp_path):
         ({"rig": "dome"}, "rig"),
         ({"size": 8}, "size"),
         ({"split": "mv", "n": 1}, "at least 2"),
+        ({"domain": "studio"}, "domain must be one of .*'target'"),
     ],
 )
 def test_config_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SynthConfig(**{"split": "2d", "n": 4, **kwargs})
+
+
+def _camera_elevations_deg(samples):
+    """Degrees below the horizon at which each camera looks at the person's chest (y down)."""
+    out = []
+    for s in samples:
+        centre = -(s["R"].T @ s["t"]).astype(np.float64)
+        chest = ((s["joints_cam"].mean(0) - s["t"]) @ s["R"]).astype(np.float64)  # world
+        drop = chest[1] - centre[1]  # y points down: positive when the camera is above
+        out.append(np.degrees(np.arctan2(drop, np.linalg.norm((chest - centre)[[0, 2]]))))
+    return np.array(out)
+
+
+def test_target_cameras_look_down_from_high_up_where_the_source_looks_level():
+    for rig in ("h36m", "orbit"):
+        source = _camera_elevations_deg(items("mv", n=40, rig=rig)[1])
+        target = _camera_elevations_deg(items("mv", n=40, rig=rig, domain="target-camera")[1])
+        assert np.median(source) < 15 and source.max() < 26  # near level; up to 25 onto a crouching person
+        assert target.min() > 18 and np.median(target) > 28 and target.max() < 60
+
+
+@pytest.mark.parametrize("factor", ["room", "kit", "camera_noise"])
+def test_appearance_factors_change_the_pixels_and_not_the_geometry(factor):
+    source, target = items("test", n=6)[1], items("test", n=6, domain=f"target-{factor}")[1]
+    for a, b in zip(source, target, strict=True):
+        # The room replaces the source's background, whose draws also placed the occluder.
+        for key in set(a) - {"image"} - ({"vis"} if factor == "room" else set()):
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+        changed = (np.abs(a["image"].astype(int) - b["image"].astype(int)) > 8).any(-1)
+        assert changed.mean() > 0.04  # the kit changes only the clothes: 5-12 % of the crop
+
+
+def test_target_motion_shows_mostly_the_poses_the_source_shows_least():
+    rare = [ACTIVITIES.index(a) for a in ("crouching", "bending", "reaching")]
+    share = {d: np.isin([int(s["activity"]) for s in items("test", n=200, size=32, domain=d)[1]], rare).mean()
+             for d in ("source", "target-motion")}  # fmt: skip
+    assert share["source"] < 0.55 and share["target-motion"] > 0.6
+
+
+def test_the_target_room_is_one_room_and_the_source_background_is_any():
+    # The same wall colour at the top of every target crop that shows wall; the source's
+    # top rows vary wildly. Measured on crops where the person is not at the very top.
+    source = np.stack([s["image"][0, :4].mean(0) for s in items("test", n=40, size=64)[1]])
+    target = np.stack([s["image"][0, :4].mean(0) for s in items("test", n=40, size=64, domain="target-room")[1]])
+    assert source.std(0).mean() > 40 and target.std(0).mean() < source.std(0).mean() / 2
+
+
+def test_the_domain_is_recorded_with_the_split(tmp_path):
+    write_shards(SynthConfig("val", 3, size=32, domain="target"), tmp_path, workers=1, progress=False)
+    assert json.loads((tmp_path / "val.json").read_text())["domain"] == "target"
+    assert len(ShardDataset(tmp_path, "val")) == 3

@@ -30,7 +30,8 @@ def _camera(rng: np.random.Generator, azimuth: float, distance: float, height: f
     return K, R, -R @ centre
 
 
-def sample_rig(rig: str, views: int, person: np.ndarray, rng: np.random.Generator):
+def sample_rig(rig: str, views: int, person: np.ndarray, rng: np.random.Generator,
+               height_mm: tuple[float, float] | None = None):  # fmt: skip
     """Cameras looking at ``person`` (17, 3) world mm.
 
     Args:
@@ -38,6 +39,8 @@ def sample_rig(rig: str, views: int, person: np.ndarray, rng: np.random.Generato
         views: number of cameras (h36m: 1-4, orbit: 1-8).
         person: the joints the cameras aim at.
         rng: source of randomness.
+        height_mm: the range of camera heights above the floor; None: the rig's own
+            (h36m 1.3-1.7 m, orbit 1.1-1.9 m).
 
     Returns:
         K (V, 3, 3) full-frame intrinsics, R (V, 3, 3), t (V, 3) world-to-camera (mm).
@@ -49,13 +52,14 @@ def sample_rig(rig: str, views: int, person: np.ndarray, rng: np.random.Generato
         start = rng.uniform(0, 2 * np.pi)
         azimuths = start + np.arange(4) * (np.pi / 2) + rng.uniform(-0.17, 0.17, 4)
         chosen = rng.permutation(4)[:views]
-        cams = [_camera(rng, azimuths[i], rng.uniform(4000, 6000), rng.uniform(1300, 1700), chest, (1050, 1250), 2)
+        heights = height_mm or (1300, 1700)
+        cams = [_camera(rng, azimuths[i], rng.uniform(4000, 6000), rng.uniform(*heights), chest, (1050, 1250), 2)
                 for i in chosen]  # fmt: skip
     elif rig == "orbit":
         if not 1 <= views <= 8:
             raise ValueError(f"the orbit rig has 1 to 8 views, got views={views}")
         start, span = rng.uniform(0, 2 * np.pi), np.deg2rad(rng.uniform(15, 60))
-        distance, height = rng.uniform(2500, 4000), rng.uniform(1100, 1900)
+        distance, height = rng.uniform(2500, 4000), rng.uniform(*(height_mm or (1100, 1900)))
         focal = rng.uniform(800, 1500)
         steps = np.linspace(0.0, 1.0, views) if views > 1 else np.zeros(1)
         cams = [_camera(rng, start + span * s, distance + rng.normal(0, 50), height + rng.normal(0, 30), chest,

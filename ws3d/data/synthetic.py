@@ -1,13 +1,19 @@
 """The embedded synthetic multi-view data set: splits, on-the-fly rendering and shards.
 
-Three splits, all seeded and reproducible image by image (image i depends only on the
-seed, the split and i, so any worker can render any image):
+Four splits, all seeded and reproducible image by image (image i depends only on the
+seed, the split, the domain and i, so any worker can render any image):
 
 - ``2d``: single images with 2D labels;
 - ``mv``: unlabelled multi-view groups, 2-8 views of one static person (h36m rig: 4
   calibrated views; orbit rig: 2-8 hand-held views), with R, t and a flag saying whether
   training may use the extrinsics (h36m: yes, orbit: no);
-- ``test``: single images with 3D ground truth of subjects never used for training.
+- ``val``: single images with 3D ground truth of the validation people: never used for
+  training and never in a test split, so choices can be made on them;
+- ``test``: single images with 3D ground truth of subjects never used for training
+  (nor for choices: that is what ``val`` is for).
+
+Each split is rendered in one domain (:mod:`ws3d.data.domains`): ``source``, the default
+and the renderer as it always was, or ``target``, one capture setting.
 
 Every sample is a dict of numpy arrays, the fields :mod:`ws3d.data.schema` lists for
 ``shards`` (and ``has_K``, always True): the image is an S x S person-centred crop and K
@@ -31,6 +37,7 @@ import numpy as np
 import torch
 
 from ws3d.camera import affine_to_3x3, project, transform_points, world_to_camera
+from ws3d.data.domains import CAMERA_HEIGHT_MM, DOMAINS, activity, degrade, dress, get_domain, room
 from ws3d.data.poses import ACTIVITIES, make_subject, sample_person
 from ws3d.data.render import background, draw_person, occlude
 from ws3d.data.rigs import RIGS, sample_rig
@@ -40,10 +47,12 @@ from ws3d.errors import InputError, MissingFileError, read_input
 from ws3d.progress import progress_bar
 from ws3d.skeleton import JOINTS, NUM_JOINTS
 
-SPLITS = ("2d", "mv", "test")
-_SPLIT_CODE = {"2d": 1, "mv": 2, "test": 3}
+SPLITS = ("2d", "mv", "val", "test")
+_SPLIT_CODE = {"2d": 1, "mv": 2, "test": 3, "val": 4}
 TRAIN_SUBJECTS = range(0, 200)  # 2d and mv draw from these ...
-TEST_SUBJECTS = range(100_000, 100_040)  # ... and test from these, so test people are unseen
+TEST_SUBJECTS = range(100_000, 100_040)  # ... test from these, so test people are unseen ...
+VAL_SUBJECTS = range(200_000, 200_040)  # ... and val from these: neither trained on nor tested
+_SUBJECTS = {"test": TEST_SUBJECTS, "val": VAL_SUBJECTS}
 FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
@@ -57,10 +66,13 @@ class SynthConfig:
     rig: str = "mixed"
     occlusion: float = 0.25  # probability of an occluder in front of the person
     truncation: float = 0.15  # probability of a crop that cuts part of the person off
+    domain: str = "source"  # one of ws3d.data.domains.DOMAINS
 
     def __post_init__(self):
         if self.split not in SPLITS:
             raise InputError(f"split must be one of {SPLITS}, got {self.split!r}")
+        if self.domain not in DOMAINS:
+            raise InputError(f"domain must be one of {tuple(DOMAINS)}, got {self.domain!r}")
         if self.rig not in RIGS:
             raise InputError(f"rig must be one of {RIGS}, got {self.rig!r}")
         if not 32 <= self.size <= 512:
@@ -70,7 +82,7 @@ class SynthConfig:
 
 
 def group_layout(cfg: SynthConfig) -> tuple[np.ndarray, list[str]]:
-    """Views per group and each group's rig. For 2d and test every image is its own group.
+    """Views per group and each group's rig. Outside mv every image is its own group.
 
     mv groups: h36m 4 views, orbit 2-8; the last group is trimmed so the views add up
     to exactly cfg.n, and no group is left with a single view.
@@ -101,16 +113,21 @@ def render_group(cfg: SynthConfig, group: int, views: int, rig: str, only_view: 
     """Render the views of one group (one person, one instant); only_view renders just that one."""
     code = _SPLIT_CODE[cfg.split]
     rng = np.random.default_rng([cfg.seed, code, group])
-    pool = TEST_SUBJECTS if cfg.split == "test" else TRAIN_SUBJECTS
-    subject = make_subject(pool[int(rng.integers(len(pool)))])
-    world, activity, _ = sample_person(subject, rng)
-    K_full, R, t = sample_rig(rig, views, world, rng)
+    pool = _SUBJECTS.get(cfg.split, TRAIN_SUBJECTS)
+    # The domain's own draws come from streams of their own, so that the source's images stay
+    # as they always were and one factor alone changes only what it is about.
+    domain = get_domain(cfg.domain)
+    domain_rng = np.random.default_rng([cfg.seed, code, group, 0xD0])
+    subject = dress(domain, make_subject(pool[int(rng.integers(len(pool)))]), domain_rng)
+    world, posed, _ = sample_person(subject, rng, activity(domain, domain_rng))
+    K_full, R, t = sample_rig(rig, views, world, rng, CAMERA_HEIGHT_MM if domain.has("camera") else None)
     light = np.array([rng.uniform(-1, 1), -rng.uniform(0.6, 1.5), rng.uniform(-1, 1)])
     light /= np.linalg.norm(light)
     ambient = rng.uniform(0.25, 0.45)
     samples = []
     for v in range(views) if only_view is None else (only_view,):
         vrng = np.random.default_rng([cfg.seed, code, group, v + 1])
+        view_domain_rng = np.random.default_rng([cfg.seed, code, group, v + 1, 0xD0])
         joints_cam = world_to_camera(world, R[v], t[v])
         uv_full = project(joints_cam, K_full[v])
         centre, side = person_box(uv_full, np.ones(NUM_JOINTS))
@@ -120,7 +137,7 @@ def render_group(cfg: SynthConfig, group: int, views: int, rig: str, only_view: 
         A = crop_affine(centre, side, cfg.size)
         K = affine_to_3x3(A) @ K_full[v]
         uv = transform_points(A, uv_full)
-        image = background(cfg.size, vrng)
+        image = room(cfg.size, view_domain_rng) if domain.has("room") else background(cfg.size, vrng)
         draw_person(image, joints_cam, K, subject, R[v] @ light, ambient)
         vis = inside_crop(uv, cfg.size)
         if vrng.random() < cfg.occlusion:
@@ -128,10 +145,11 @@ def render_group(cfg: SynthConfig, group: int, views: int, rig: str, only_view: 
             px = np.clip(np.round(uv).astype(int), 0, cfg.size - 1)
             vis &= ~covered[px[:, 1], px[:, 0]]
         image += vrng.normal(0.0, vrng.uniform(0.0, 0.03), image.shape).astype(np.float32)
+        image = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
         sample = {
-            "image": np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8),
+            "image": degrade(image, view_domain_rng) if domain.has("camera_noise") else image,
             "K": K, "uv": uv, "vis": vis, "joints_cam": joints_cam,
-            "subject": subject.subject_id, "activity": ACTIVITIES.index(activity),
+            "subject": subject.subject_id, "activity": ACTIVITIES.index(posed),
         }  # fmt: skip
         if cfg.split == "mv":
             sample.update(group=group, view=v, R=R[v], t=t[v], extrinsics_known=rig == "h36m")
