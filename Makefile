@@ -8,7 +8,7 @@ DATA    ?= data/synthetic
 PRETRAINED ?= train/checkpoints/synthetic_pretrain2d.pt
 WS3D    := $(PY) -m ws3d.cli
 
-.PHONY: install test data train ablation pretrain2d demo bench lint gpu-check triton-compat
+.PHONY: install test data data-target train ablation pretrain2d target-oracle2d demo bench lint gpu-check triton-compat
 
 $(PY):
 	python3 -m venv .venv
@@ -24,8 +24,22 @@ test: install
 # The synthetic benchmark: 6000 2D-labelled images, 6000 multi-view views, 1000 test images
 # of unseen people, 96 px. Rendered once; rm -r $(DATA) to render again.
 data: install
-	@for split in "2d 6000" "mv 6000" "test 1000"; do set -- $$split; \
+	@for split in "2d 6000" "mv 6000" "val 1000" "test 1000"; do set -- $$split; \
 		test -f $(DATA)/$$1.json || $(WS3D) data synth --out $(DATA) --split $$1 --n $$2 --size 96 || exit 1; done
+
+# The target domain of the domain-shift benchmark (docs/weak-stage.md, "Two domains"): the
+# same splits rendered as one capture setting. Its 2d split trains only the 2D oracle.
+TARGET ?= data/target
+data-target: install
+	@for split in "2d 6000" "mv 6000" "val 1000" "test 1000"; do set -- $$split; \
+		test -f $(TARGET)/$$1.json || $(WS3D) data synth --out $(TARGET) --split $$1 --n $$2 --size 96 \
+		--domain target || exit 1; done
+
+# The 2D oracle: stage 1 as `make pretrain2d`, on the target's true 2D labels (about 80 min).
+ORACLE ?= train/checkpoints/synthetic_target_oracle2d.pt
+target-oracle2d: data-target
+	$(WS3D) train train/synthetic_target_oracle2d.yaml data.root=$(TARGET)
+	$(WS3D) export runs/synthetic/target-oracle2d/last.pt $(ORACLE) --data $(TARGET)
 
 # The main job: from the shipped 2D checkpoint, train the weak stage (no 3D labels, no
 # cameras) and print it beside the 2D model (z = 0). A finished run is evaluated, not
