@@ -277,6 +277,36 @@ def test_training_validates_on_the_val_people_where_the_set_has_them(data, tmp_p
     assert validation_split(load_config(None, [*TINY, f"data.root={tmp_path / 'none'}"])) is None
 
 
+@pytest.mark.parametrize("labels", ["consistent", "pseudo"])
+def test_adapting_the_2d_network_never_reads_the_multi_view_ground_truth(labels, data, pretrained, tmp_path):
+    """The 2D network trains on the multi-view images (train.freeze_2d=false; consistent
+    labels: the adapt setting, pseudo: single-view self-training). With every ground-truth
+    field of those images corrupted (3D joints, R, t, the true uv and vis), the losses and
+    the trained weights must be bit-identical."""
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(data, corrupt)
+    rng = np.random.default_rng(0)
+    for shard in sorted(corrupt.glob("mv_*.npz")):
+        arrays = dict(np.load(shard))
+        for key in ("joints_cam", "R", "t"):
+            arrays[key] = rng.normal(0, 1000, arrays[key].shape).astype(arrays[key].dtype)
+        arrays["uv"] = rng.uniform(0, 63, arrays["uv"].shape).astype(arrays["uv"].dtype)
+        arrays["vis"] = 1 - arrays["vis"]
+        np.savez(shard, **arrays)
+    runs = []
+    for root in (data, corrupt):
+        run = tmp_path / root.name
+        train(_config(root, run, "weak", pretrained, "train.freeze_2d=false", f"data.mv_labels={labels}",
+                      "train.steps=2", "train.lr=1e-2"))  # fmt: skip
+        losses = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        runs.append(([{k: v for k, v in r.items() if k.startswith("l_") or k == "loss"} for r in losses if "loss" in r],
+                     _weights(run / "last.pt")))  # fmt: skip
+    (losses, weights), (losses_corrupt, weights_corrupt) = runs
+    assert losses == losses_corrupt and len(losses) == 2
+    assert all(torch.equal(weights[k], weights_corrupt[k]) for k in weights)
+    assert not torch.equal(weights["backbone.stem.0.0.weight"], _weights(pretrained)["backbone.stem.0.0.weight"])
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
