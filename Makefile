@@ -38,7 +38,7 @@ data-target: install
 # The 2D oracle: stage 1 as `make pretrain2d`, on the target's true 2D labels (about 80 min).
 ORACLE ?= train/checkpoints/synthetic_target_oracle2d.pt
 target-oracle2d: data-target
-	$(WS3D) train train/synthetic_target_oracle2d.yaml data.root=$(TARGET)
+	$(WS3D) train train/synthetic_target_pretrain2d.yaml data.root=$(TARGET)
 	$(WS3D) export runs/synthetic/target-oracle2d/last.pt $(ORACLE) --data $(TARGET)
 
 # The main job: from the shipped 2D checkpoint, train the weak stage (no 3D labels, no
