@@ -10,7 +10,7 @@ then scores candidate labels against the true 2D joints that the weak stage neve
 - ``raw``: every predicted joint inside the image;
 - ``pseudo``: confidence > 0.5 (``data.mv_labels=pseudo``, the single-view self-training labels);
 - ``consistent``: the pseudo-labels that the triangulation confirms (``data.mv_labels=consistent``);
-- ``reprojected``: each group's bundle-adjusted pose (``ws3d.multiview.solve_groups``,
+- ``reprojected``: each group's bundle-adjusted pose (``ws3d.multiview.depth_targets``,
   weights = the pseudo-labels) projected into every view of a solved group;
 - ``reprojected, w = conf``: the same with the confidences as weights;
 - ``bootstrapped``: a joint's own prediction where it is confident (> 0.7) and within
@@ -47,25 +47,17 @@ from ws3d.skeleton import JOINTS
 PSEUDO, CONFIDENT, AGREE = 0.5, 0.7, 4.0  # thresholds: the trainer's pseudo-label one, then this probe's
 
 
-def reproject(uv: np.ndarray, w: np.ndarray, K: np.ndarray, group: np.ndarray) -> np.ndarray:
-    """Every group's bundle-adjusted pose projected into its views: (N, J, 2) pixels, NaN
-    where the group was not solved or its fit is poor (the median reprojection error of
-    its weighted joints above 2 * PIXEL_SCALE: a pose off in a local minimum, some of it
-    behind a camera), and for joints that it puts behind the camera."""
-    out_uv = np.full(uv.shape, np.nan)
-    groups = group_indices(group)
-    sizes = np.array([len(g) for g in groups])
-    for V in np.unique(sizes):
-        index = np.stack([g for g, n in zip(groups, sizes, strict=True) if n == V])
-        uv_g, w_g, K_g = (torch.as_tensor(a[index], dtype=torch.float64) for a in (uv, w, K))
-        out = multiview.solve_groups(uv_g, K_g, w_g, torch.ones(index.shape, dtype=torch.bool))
-        h = torch.einsum("gcab,gcjb->gcja", K_g, out["P"])
-        projected = torch.where(h[..., 2:] > 0, h[..., :2] / h[..., 2:], torch.nan).numpy()  # behind: no label
-        residual = np.where(w_g.numpy() > 0, np.linalg.norm(projected - uv[index], axis=-1), np.nan)
-        fit = np.nanmedian(residual.reshape(len(index), -1), axis=1)
-        good = out["ok"].numpy() & (fit <= 2 * multiview.PIXEL_SCALE)
-        out_uv[index] = np.where(good[:, None, None, None], projected, np.nan)
-    return out_uv
+def fit_views(uv: np.ndarray, w: np.ndarray, K: np.ndarray, group: np.ndarray) -> dict:
+    """:func:`ws3d.multiview.depth_targets` of the views, with its reprojected joints
+    ``uv`` set to NaN in groups whose fit is poor (the median reprojection error of the
+    weighted joints above 2 * PIXEL_SCALE: a pose off in a local minimum)."""
+    out = multiview.depth_targets(uv, w, K, group)
+    for g in group_indices(group):
+        residual = out["reprojection"][g][w[g] > 0]
+        residual = residual[np.isfinite(residual)]
+        if not (residual.size and np.median(residual) <= 2 * multiview.PIXEL_SCALE):
+            out["uv"][g] = np.nan
+    return out
 
 
 def views_seeing(seen: np.ndarray, group: np.ndarray) -> np.ndarray:
@@ -82,13 +74,14 @@ def candidates(uv: np.ndarray, conf: np.ndarray, K: np.ndarray, group: np.ndarra
     fitted joint rests on the bone prior alone."""
     inside = ((uv >= 0) & (uv <= size - 1)).all(-1)
     pseudo = inside & (conf > PSEUDO)
-    depth = multiview.depth_targets(uv, pseudo.astype(np.float64), K, group)
-    out = {"raw": (uv, inside), "pseudo": (uv, pseudo), "consistent": (uv, pseudo & (depth["weight"] > 0))}
-    for name, w in (("reprojected", pseudo.astype(np.float64)), ("reprojected, w = conf", np.where(inside, conf, 0.0))):
-        r = reproject(uv, w, K, group)
-        out[name] = (r, np.isfinite(r).all(-1) & (views_seeing(w > 0, group) >= 2))
+    fitted = fit_views(uv, pseudo.astype(np.float64), K, group)
+    out = {"raw": (uv, inside), "pseudo": (uv, pseudo), "consistent": (uv, pseudo & (fitted["weight"] > 0))}
+    w_conf = np.where(inside, conf, 0.0)
+    for name, weighted, r in (("reprojected", pseudo, fitted["uv"]),
+                              ("reprojected, w = conf", w_conf > 0, fit_views(uv, w_conf, K, group)["uv"])):
+        out[name] = (r, np.isfinite(r).all(-1) & (views_seeing(weighted, group) >= 2))  # fmt: skip
     confident = inside & (conf > CONFIDENT)
-    r = reproject(uv, confident.astype(np.float64), K, group)
+    r = fit_views(uv, confident.astype(np.float64), K, group)["uv"]
     own = confident & (np.linalg.norm(uv - r, axis=-1) < AGREE)
     fill = ~own & np.isfinite(r).all(-1) & (views_seeing(confident, group) - confident >= 2)
     out["bootstrapped"] = (np.where(own[..., None], uv, r), own | fill)

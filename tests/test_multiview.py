@@ -99,9 +99,13 @@ def test_exact_2d_gives_the_true_relative_depths_and_reflection(known):
 
 def test_a_wrong_2d_joint_is_outvoted_and_loses_its_target():
     uv, K, R, cams = _scene(1, 4, spread=1.4, seed=3)
+    true = uv.reshape(4, J, 2).numpy().copy()
     uv[0, 2, 13] += torch.tensor([40.0, -25.0], dtype=torch.float64)  # e.g. the wrong wrist in one view
     N = 4
     out = depth_targets(uv.reshape(N, J, 2).numpy(), np.ones((N, J)), K.reshape(N, 3, 3).numpy(), np.zeros(N, int))
+    # The fitted pose, projected back, puts the wrist where the other views say it is.
+    assert np.abs(out["uv"][2, 13] - true[2, 13]).max() < 1.0 and out["reprojection"][2, 13] > 40
+    np.testing.assert_allclose(out["uv"], true, atol=1.0)
     z_true = relative_depths(cams[0]).numpy()
     assert out["weight"][2, 13] == 0 and out["weight"].sum() == N * J - 1
     good = out["weight"] > 0
@@ -125,7 +129,8 @@ def test_targets_exist_only_where_depth_is_determined():
 def test_two_views_need_known_rotations():
     uv, K, R, cams = _scene(1, 2, spread=1.2)
     args = (uv.reshape(2, J, 2).numpy(), np.ones((2, J)), K.reshape(2, 3, 3).numpy(), np.zeros(2, int))
-    assert (depth_targets(*args)["weight"] == 0).all()
+    unsolved = depth_targets(*args)
+    assert (unsolved["weight"] == 0).all() and np.isnan(unsolved["uv"]).all()
     out = depth_targets(*args, R=R.reshape(2, 3, 3).numpy(), known=np.ones(2, bool))
     assert out["weight"].all()
     np.testing.assert_allclose(out["z"], relative_depths(cams[0]).numpy(), atol=1e-4)

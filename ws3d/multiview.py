@@ -383,13 +383,17 @@ def depth_targets(uv: np.ndarray, w: np.ndarray, K: np.ndarray, group: np.ndarra
 
     Returns:
         dict of numpy arrays: ``z`` (N, J) float32, ``weight`` (N, J) float32, ``ok``
-        (N,) bool (the view's group was solved), ``reprojection`` (N, J) float32 pixels.
+        (N,) bool (the view's group was solved), ``uv`` (N, J, 2) float32 the fitted joints
+        projected into the view (NaN where the group was not solved or the joint lies
+        behind the camera), ``reprojection`` (N, J) float32 their distance from ``uv`` in
+        pixels (NaN where they are).
     """
     N, J = w.shape
     z = np.zeros((N, J), np.float32)
     weight = np.zeros((N, J), np.float32)
     ok_view = np.zeros(N, bool)
     error = np.full((N, J), np.nan, np.float32)
+    fitted = np.full((N, J, 2), np.nan, np.float32)
     groups = group_indices(group)
     sizes = np.array([len(g) for g in groups])
     neck, pelvis = REFERENCE_BONE
@@ -408,7 +412,9 @@ def depth_targets(uv: np.ndarray, w: np.ndarray, K: np.ndarray, group: np.ndarra
         P = out["P"]
         z_g = relative_depths(P.flatten(0, 1)).reshape(index.shape + (J,))
         h = torch.einsum("gcab,gcjb->gcja", K_g, P)
-        e = (h[..., :2] / h[..., 2:].clamp_min(1e-6) - uv_g).norm(dim=-1)
+        projected = torch.where(h[..., 2:] > 0, h[..., :2] / h[..., 2:], torch.nan)
+        projected[~out["ok"]] = torch.nan
+        e = (projected - uv_g).norm(dim=-1)  # NaN fails every test below
         seen = (w_g > 0).sum(1) >= 2  # (G, J)
         good = out["ok"][:, None, None] & seen[:, None, :] & seen[:, None, [neck]] & seen[:, None, [pelvis]]
         good = good & (e <= 2 * PIXEL_SCALE) & (w_g > 0)
@@ -416,4 +422,5 @@ def depth_targets(uv: np.ndarray, w: np.ndarray, K: np.ndarray, group: np.ndarra
         weight[index] = good.float().numpy()
         ok_view[index] = out["ok"][:, None].expand(index.shape).numpy()
         error[index] = e.float().numpy()
-    return {"z": z, "weight": weight, "ok": ok_view, "reprojection": error}
+        fitted[index] = projected.float().numpy()
+    return {"z": z, "weight": weight, "ok": ok_view, "uv": fitted, "reprojection": error}
