@@ -22,18 +22,19 @@ test: install
 	$(PY) -m pytest -q tests
 
 # The synthetic benchmark: 6000 2D-labelled images, 6000 multi-view views, 1000 test images
-# of unseen people, 96 px. Rendered once; rm -r $(DATA) to render again.
+# of unseen people, 96 px, 1000 validation images of other unseen people. Rendered once;
+# rm -r $(DATA) to render again.
+DOMAIN  ?= source
 data: install
 	@for split in "2d 6000" "mv 6000" "val 1000" "test 1000"; do set -- $$split; \
-		test -f $(DATA)/$$1.json || $(WS3D) data synth --out $(DATA) --split $$1 --n $$2 --size 96 || exit 1; done
+		test -f $(DATA)/$$1.json || $(WS3D) data synth --out $(DATA) --split $$1 --n $$2 --size 96 \
+		--domain $(DOMAIN) || exit 1; done
 
 # The target domain of the domain-shift benchmark (docs/weak-stage.md, "Two domains"): the
 # same splits rendered as one capture setting. Its 2d split trains only the 2D oracle.
 TARGET ?= data/target
-data-target: install
-	@for split in "2d 6000" "mv 6000" "val 1000" "test 1000"; do set -- $$split; \
-		test -f $(TARGET)/$$1.json || $(WS3D) data synth --out $(TARGET) --split $$1 --n $$2 --size 96 \
-		--domain target || exit 1; done
+data-target:
+	@$(MAKE) --no-print-directory data DATA=$(TARGET) DOMAIN=target
 
 # The 2D oracle: stage 1 as `make pretrain2d`, on the target's true 2D labels (about 80 min).
 ORACLE ?= train/checkpoints/synthetic_target_oracle2d.pt

@@ -280,12 +280,12 @@ def _train(cfg: Config, rank: int, world: int, device: torch.device) -> dict:
     net = DistributedDataParallel(model) if world > 1 else model
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.train.amp
                                   and _amp_dtype() == torch.float16)  # fmt: skip
-    test = None
+    val_images = None
     validation = validation_split(cfg) if rank == 0 and cfg.data.eval_images else None
     if validation is not None:
-        name, full_test = validation
-        test = Subset(full_test, range(min(cfg.data.eval_images, len(full_test))))
-        print(f"validating on {len(test)} images of {name}")
+        name, split = validation
+        val_images = Subset(split, range(min(cfg.data.eval_images, len(split))))
+        print(f"validating on {len(val_images)} images of {name}")
 
     def checkpoint():
         if rank == 0:
@@ -294,10 +294,10 @@ def _train(cfg: Config, rank: int, world: int, device: torch.device) -> dict:
                                    "config": cfg.to_dict(), "data": digests})  # fmt: skip
 
     def validate():
-        metrics = evaluate(model, test, cfg.data.size) if test is not None else None
+        metrics = evaluate(model, val_images, cfg.data.size) if val_images is not None else None
         if metrics is not None:
             _log(log_path, {"step": step, "val": metrics})
-        if log_path.is_file():  # nothing logged yet when eval_every comes before log_every and there is no test
+        if log_path.is_file():  # nothing logged yet: eval_every came before log_every, and no validation set
             training_curves(log_path, run_dir / "training.png")
         return metrics
 

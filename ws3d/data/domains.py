@@ -23,7 +23,7 @@ footage of (a studio, a sports hall, a clinic). Each factor can be switched on a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -33,21 +33,11 @@ from ws3d.data.poses import ACTIVITIES, Subject
 FACTORS = ("camera", "room", "kit", "camera_noise", "motion")
 
 
-@dataclass(frozen=True)
-class Domain:
-    """The factors of a domain that differ from the source (all off: the source)."""
-
-    name: str
-    factors: frozenset[str]
-
-    def has(self, factor: str) -> bool:
-        return factor in self.factors
-
-
+# Each domain by name: the factors in which it differs from the source (none: the source).
 DOMAINS = {
-    "source": Domain("source", frozenset()),
-    "target": Domain("target", frozenset(FACTORS)),
-    **{f"target-{f}": Domain(f"target-{f}", frozenset({f})) for f in FACTORS},
+    "source": frozenset(),
+    "target": frozenset(FACTORS),
+    **{f"target-{f}": frozenset({f}) for f in FACTORS},
 }
 
 # target camera: mounted high (mm above the floor); the rigs keep their distances.
@@ -59,22 +49,16 @@ MOTION_MIX = {"standing": 0.05, "walking": 0.05, "reaching": 0.2, "sitting": 0.1
 KIT = np.array([[0.1, 0.12, 0.2], [0.15, 0.15, 0.15], [0.25, 0.1, 0.1], [0.1, 0.2, 0.12]])
 
 
-def get_domain(name: str) -> Domain:
-    if name not in DOMAINS:
-        raise ValueError(f"unknown domain {name!r}; expected one of {', '.join(DOMAINS)}")
-    return DOMAINS[name]
-
-
-def activity(domain: Domain, rng: np.random.Generator) -> str | None:
+def activity(factors: frozenset[str], rng: np.random.Generator) -> str | None:
     """The activity to pose, or None for the source's uniform draw (inside sample_person)."""
-    if not domain.has("motion"):
+    if "motion" not in factors:
         return None
     return str(rng.choice(ACTIVITIES, p=[MOTION_MIX[a] for a in ACTIVITIES]))
 
 
-def dress(domain: Domain, subject: Subject, rng: np.random.Generator) -> Subject:
+def dress(factors: frozenset[str], subject: Subject, rng: np.random.Generator) -> Subject:
     """The subject in the domain's clothes (the source: as made)."""
-    if not domain.has("kit"):
+    if "kit" not in factors:
         return subject
     top, bottom = KIT[rng.integers(len(KIT))], KIT[rng.integers(len(KIT))]
     shade = rng.uniform(0.85, 1.15)

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from ws3d.camera import affine_to_3x3, project, transform_points, world_to_camera
-from ws3d.data.domains import CAMERA_HEIGHT_MM, DOMAINS, activity, degrade, dress, get_domain, room
+from ws3d.data.domains import CAMERA_HEIGHT_MM, DOMAINS, activity, degrade, dress, room
 from ws3d.data.poses import ACTIVITIES, make_subject, sample_person
 from ws3d.data.render import background, draw_person, occlude
 from ws3d.data.rigs import RIGS, sample_rig
@@ -116,11 +116,11 @@ def render_group(cfg: SynthConfig, group: int, views: int, rig: str, only_view: 
     pool = _SUBJECTS.get(cfg.split, TRAIN_SUBJECTS)
     # The domain's own draws come from streams of their own, so that the source's images stay
     # as they always were and one factor alone changes only what it is about.
-    domain = get_domain(cfg.domain)
+    factors = DOMAINS[cfg.domain]
     domain_rng = np.random.default_rng([cfg.seed, code, group, 0xD0])
-    subject = dress(domain, make_subject(pool[int(rng.integers(len(pool)))]), domain_rng)
-    world, posed, _ = sample_person(subject, rng, activity(domain, domain_rng))
-    K_full, R, t = sample_rig(rig, views, world, rng, CAMERA_HEIGHT_MM if domain.has("camera") else None)
+    subject = dress(factors, make_subject(pool[int(rng.integers(len(pool)))]), domain_rng)
+    world, posed, _ = sample_person(subject, rng, activity(factors, domain_rng))
+    K_full, R, t = sample_rig(rig, views, world, rng, CAMERA_HEIGHT_MM if "camera" in factors else None)
     light = np.array([rng.uniform(-1, 1), -rng.uniform(0.6, 1.5), rng.uniform(-1, 1)])
     light /= np.linalg.norm(light)
     ambient = rng.uniform(0.25, 0.45)
@@ -137,7 +137,7 @@ def render_group(cfg: SynthConfig, group: int, views: int, rig: str, only_view: 
         A = crop_affine(centre, side, cfg.size)
         K = affine_to_3x3(A) @ K_full[v]
         uv = transform_points(A, uv_full)
-        image = room(cfg.size, view_domain_rng) if domain.has("room") else background(cfg.size, vrng)
+        image = room(cfg.size, view_domain_rng) if "room" in factors else background(cfg.size, vrng)
         draw_person(image, joints_cam, K, subject, R[v] @ light, ambient)
         vis = inside_crop(uv, cfg.size)
         if vrng.random() < cfg.occlusion:
@@ -147,7 +147,7 @@ def render_group(cfg: SynthConfig, group: int, views: int, rig: str, only_view: 
         image += vrng.normal(0.0, vrng.uniform(0.0, 0.03), image.shape).astype(np.float32)
         image = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
         sample = {
-            "image": degrade(image, view_domain_rng) if domain.has("camera_noise") else image,
+            "image": degrade(image, view_domain_rng) if "camera_noise" in factors else image,
             "K": K, "uv": uv, "vis": vis, "joints_cam": joints_cam,
             "subject": subject.subject_id, "activity": ACTIVITIES.index(posed),
         }  # fmt: skip
