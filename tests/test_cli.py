@@ -171,7 +171,7 @@ def test_export_then_ablation_trains_each_setting_once_and_writes_its_table(tmp_
     capsys.readouterr()
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "2D-only / WS-no2D MPJPE:" in printed and "| `FS` | yes | yes | - | frozen |" in printed
+    assert "2D-only / WS-no2D: MPJPE" in printed and "| `FS` | yes | yes | - | frozen |" in printed
     result = json.loads((tmp_path / "out" / "ablation.json").read_text())
     assert {"date", "machine", "python", "torch", "git"} <= set(result) and result["tests"] == [str(root), str(other)]
     assert list(result["settings"]) == ["2D-only", "WS-no2D", "FS"]
@@ -202,3 +202,57 @@ def test_export_then_ablation_trains_each_setting_once_and_writes_its_table(tmp_
                      "--seed", "3", "--rig", "h36m", "--workers", "1"]) == 0  # fmt: skip
     assert main([*args, f"data.root={other}"]) == 2
     assert "trained on other data" in capsys.readouterr().err and last.stat().st_mtime_ns == before
+
+
+def test_shift_ablation_adapts_on_the_target_and_prints_the_committed_rows(tmp_path, capsys):
+    source, target = tmp_path / "source", tmp_path / "target"
+    splits = {source: ("source", (("2d", 8), ("test", 4))), target: ("target", (("2d", 8), ("mv", 16), ("test", 6)))}
+    for root, (domain, sizes) in splits.items():
+        for split, n in sizes:
+            assert main(["data", "synth", "--out", str(root), "--split", split, "--n", str(n), "--size", "64",
+                         "--domain", domain, "--workers", "1"]) == 0  # fmt: skip
+    common = "size: 64, images: 2, groups: 2, max_views: 4, workers: 0, eval_images: 0"
+    for name, root in (("shipped", source), ("oracle", target)):  # 2D models of each domain's 2D labels
+        (tmp_path / f"{name}.yaml").write_text(f"run_dir: {tmp_path / name}\ndata: {{root: {root}, {common}}}\n"
+                                               "model: {width: 16}\n")  # fmt: skip
+        assert main(["train", str(tmp_path / f"{name}.yaml"), "train.steps=3", "train.progress=false"]) == 0
+        exported = str(tmp_path / f"{name}.pt")
+        assert main(["export", str(tmp_path / name / "last.pt"), exported, "--data", str(root)]) == 0
+    shift = tmp_path / "shift.yaml"
+    shift.write_text(f"data: {{root: {target}, root_2d: {source}, {common}}}\nmodel: {{width: 16, depth_blocks: 1}}\n"
+                     f"train: {{stage: weak, init: {tmp_path / 'shipped.pt'}, freeze_2d: true, steps: 2, "
+                     "progress: false}\n")  # fmt: skip
+    metrics = {"mpjpe": 123.4, "n_mpjpe": 1.0, "p_mpjpe": 1.0, "pck150": 0.5, "auc": 0.2, "px2d": 4.56, "solvable": 1}
+    committed = {"date": "2026-12-06", "machine": "x86_64", "cores": 2, "tests": ["data/target"], "shift": True,
+                 "settings": {name: {"network_2d": "frozen", "seconds": 227.0, **metrics,
+                                     "test": {"data/target": metrics}} for name in ("WS-no2D", "2D-only")}}  # fmt: skip
+    (tmp_path / "committed.json").write_text(json.dumps(committed))
+    names = ["2D-only", "2D-oracle", "WS-no2D-adapt", "ST-1view"]
+    capsys.readouterr()
+    assert main(["ablation", "--shift", "--config", str(shift), "--settings", *names, "--runs", str(tmp_path / "runs"),
+                 "--out", str(tmp_path / "out"), "--oracle", str(tmp_path / "oracle.pt"),
+                 "--reference", str(tmp_path / "committed.json")]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    result = json.loads((tmp_path / "out" / "ablation_shift.json").read_text())
+    assert (tmp_path / "out" / "ablation_shift.md").is_file() and not (tmp_path / "out" / "ablation.json").exists()
+    assert result["shift"] and list(result["settings"]) == names and result["tests"] == [str(target)]
+    rows = result["settings"]
+    assert [rows[n]["network_2d"] for n in names] == ["-", "-", "trained", "trained"]
+    # Each 2D row is its own checkpoint, evaluated on the target's test split.
+    for name, checkpoint in (("2D-only", "shipped.pt"), ("2D-oracle", "oracle.pt")):
+        assert main(["eval", str(tmp_path / checkpoint), "--data", str(target), "--json"]) == 0
+        assert rows[name]["px2d"] == pytest.approx(json.loads(capsys.readouterr().out)["px2d"], rel=1e-9)
+    assert rows["2D-only"]["px2d"] != rows["2D-oracle"]["px2d"]
+    # The adapted runs trained their 2D network, on the labels their setting names.
+    for name, labels in (("WS-no2D-adapt", "consistent"), ("ST-1view", "pseudo")):
+        cfg = torch.load(tmp_path / "runs" / name / "last.pt", weights_only=True)["config"]
+        assert not cfg["train"]["freeze_2d"] and cfg["data"]["mv_labels"] == labels
+        assert cfg["data"]["root_2d"] == str(source)
+    assert "2D-only / WS-no2D-adapt: MPJPE" in printed and " px = " in printed
+    # The committed row it did not train, marked as such; the rows it trained are not repeated.
+    reference = printed[printed.index("not retrained here"):]
+    assert "| `WS-no2D` |" in reference and "123.4" in reference and "`2D-only`" not in reference
+    # No oracle checkpoint: one clear error before anything trains.
+    assert main(["ablation", "--shift", "--config", str(shift), "--settings", "2D-oracle", "--runs",
+                 str(tmp_path / "runs2"), "--oracle", str(tmp_path / "missing.pt"), "--out", ""]) == 2  # fmt: skip
+    assert "make target-oracle2d" in capsys.readouterr().err and not (tmp_path / "runs2").exists()

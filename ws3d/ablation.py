@@ -1,6 +1,6 @@
 """The paper's ablation (its Table 1) on the synthetic benchmark, in one command.
 
-    ws3d ablation [--config train/synthetic_weak.yaml] [--settings NAME ...] [--test DIR ...]
+    ws3d ablation [--shift] [--config CONFIG] [--settings NAME ...] [--test DIR ...]
                   [--runs runs/ablation] [--out train/results] [section.key=value ...]
 
 Every setting starts from the same 2D-pretrained checkpoint (the config's ``train.init``)
@@ -10,6 +10,10 @@ directory (default: the config's ``data.root``). A setting whose run directory a
 holds a finished run is evaluated, not trained again. Writes ``ablation.json`` (metrics,
 seconds, machine, versions, date, git revision) and ``ablation.md`` (the table the README
 includes) into ``--out``.
+
+``--shift`` runs the domain-shift benchmark instead (:data:`SHIFT_SETTINGS`, from
+``train/synthetic_shift.yaml``: source 2D model and 2D labels, target multi-view images,
+target test split) and writes ``ablation_shift.{json,md}``.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class Setting:
     labels_2d_mv: str
     rotations: str
     notes: str = ""
+    oracle: bool = False  # with overrides None: the 2D oracle's checkpoint instead of train.init
 
 
 SETTINGS = {
@@ -58,6 +63,24 @@ SETTINGS = {
                        "no L_H on the multi-view images"),  # fmt: skip
     "2D-only": Setting(None, "no", "-", "-", "the 2D-pretrained model, z = 0"),
 }
+# The domain-shift benchmark: the source-trained 2D model meets the target's multi-view
+# images. "adapt": the 2D network trains on them too (the shift config freezes it).
+ADAPT = "train.freeze_2d=false"
+SHIFT_SETTINGS = {
+    "2D-only": Setting(None, "no", "-", "-", "the source-trained 2D model, z = 0"),
+    "2D-oracle": Setting(None, "no", "-", "-", "2D trained on the target's true 2D labels, z = 0", oracle=True),
+    "FS": Setting(("train.stage=full", ADAPT), "yes", "yes", "-", "target 3D and 2D labels: the bound"),
+    "WS-no2D": Setting((), "no", "pseudo-labels only", "estimated", "the single-domain default, 2D frozen"),
+    "WS-no2D-adapt": Setting((ADAPT,), "no", "pseudo-labels only", "estimated",
+                             "the 2D network adapts on the multi-view-consistent pseudo-labels"),  # fmt: skip
+    "ST-1view": Setting((ADAPT, "data.mv_labels=pseudo"), "no", "pseudo-labels only", "estimated",
+                        "single-view self-training: every confident pseudo-label, no multi-view check"),  # fmt: skip
+    "WS+R-no2D-adapt": Setting((ADAPT, "data.known_extrinsics=true"), "no", "pseudo-labels only", "true"),
+    "WS-no2D-paper": Setting(("loss.objective=paper", "data.mv_labels=pseudo", ADAPT), "no", "pseudo-labels only",
+                             "estimated", "the paper's exact objective"),  # fmt: skip
+}
+ORACLE = "train/checkpoints/synthetic_target_oracle2d.pt"  # `make target-oracle2d`
+SHIFT_CONFIG = "train/synthetic_shift.yaml"
 METRICS = ("mpjpe", "n_mpjpe", "p_mpjpe", "pck150", "auc", "px2d", "solvable")
 
 
@@ -91,15 +114,15 @@ def _model_2d_only(init: str):
     return model.eval(), cfg
 
 
-def run_setting(name: str, config: str, runs: Path, overrides: list[str]) -> tuple[object, object, float]:
+def run_setting(setting: Setting, name: str, config: str, runs: Path, overrides: list[str],
+                oracle: str = ORACLE) -> tuple[object, object, float]:  # fmt: skip
     """Train one setting (unless its run is finished) -> (model, config, training seconds)."""
     # Only when training: the CLI imports this module for SETTINGS.
     from ws3d.trainer import data_conflicts, split_digests, train, training_splits
 
-    setting = SETTINGS[name]
     base = load_config(config, overrides)
     if setting.overrides is None:
-        model, cfg = _model_2d_only(base.train.init)
+        model, cfg = _model_2d_only(oracle if setting.oracle else base.train.init)
         return model, cfg, 0.0
     cfg = load_config(config, [*overrides, *setting.overrides, f"run_dir={runs / name}"])
     done = Path(cfg.run_dir) / "ablation_seconds.json"
@@ -123,11 +146,12 @@ def run_setting(name: str, config: str, runs: Path, overrides: list[str]) -> tup
 def markdown(results: dict, tests: list[str]) -> str:
     """The ablation table: every metric on the first test split, one row per setting; then,
     where there are more test splits, MPJPE and 2D error on each of them."""
+    settings = SHIFT_SETTINGS if results.get("shift") else SETTINGS
     lines = ["| setting | 3D labels | 2D labels on the multi-view images | rotations | 2D network | MPJPE | N-MPJPE "
              "| P-MPJPE | PCK@150 | AUC | 2D px | solvable | training s |",
              "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for name, row in results["settings"].items():
-        s, m = SETTINGS[name], row["test"][tests[0]]
+        s, m = settings[name], row["test"][tests[0]]
         cells = [f"`{name}`", s.labels_3d, s.labels_2d_mv, s.rotations, row["network_2d"],
                  f"{m['mpjpe']:.1f}", f"{m['n_mpjpe']:.1f}", f"{m['p_mpjpe']:.1f}", f"{100 * m['pck150']:.1f}",
                  f"{100 * m['auc']:.1f}", f"{m['px2d']:.2f}", f"{100 * m['solvable']:.0f} %",
@@ -143,21 +167,29 @@ def markdown(results: dict, tests: list[str]) -> str:
 
 
 def run_ablation(config: str, names: list[str], tests: list[str] | None, runs: Path, out: Path | None,
-                 overrides: list[str], progress: bool = True) -> dict:  # fmt: skip
-    """Train and evaluate the named settings; write ``out/ablation.{json,md}`` when ``out`` is set."""
-    unknown = [n for n in names if n not in SETTINGS]
+                 overrides: list[str], progress: bool = True, shift: bool = False,
+                 oracle: str = ORACLE) -> dict:  # fmt: skip
+    """Train and evaluate the named settings (of :data:`SHIFT_SETTINGS` if ``shift``, else
+    :data:`SETTINGS`); write ``out/ablation{_shift}.{json,md}`` when ``out`` is set.
+    ``oracle``: the 2D oracle's checkpoint (the shift's ``2D-oracle`` row)."""
+    settings = SHIFT_SETTINGS if shift else SETTINGS
+    unknown = [n for n in names if n not in settings]
     if unknown:
-        raise InputError(f"unknown ablation setting(s) {unknown}; choose from {list(SETTINGS)}")
+        raise InputError(f"unknown ablation setting(s) {unknown}; choose from {list(settings)}")
+    if "2D-oracle" in names and shift and not Path(oracle).is_file():
+        raise InputError(f"no 2D oracle at {oracle}: `make target-oracle2d` trains it")
     base = load_config(config, overrides)
     if base.train.stage != "weak" or not base.train.init:
         raise InputError(f"{config}: the ablation starts from a weak-stage config with train.init set")
     tests = tests or [base.data.root]
     test_sets = {t: ShardDataset(t, "test") for t in tests}
     results = {**machine(), "config": config, "overrides": overrides, "init": base.train.init,
-               "steps": base.train.steps, "tests": tests, "settings": {}}  # fmt: skip
+               "steps": base.train.steps, "tests": tests, "shift": shift, "settings": {}}  # fmt: skip
+    if shift:
+        results["oracle"] = oracle
     for name in names:
-        model, cfg, seconds = run_setting(name, config, runs, overrides)
-        network_2d = "-" if SETTINGS[name].overrides is None else "frozen" if cfg.train.freeze_2d else "trained"
+        model, cfg, seconds = run_setting(settings[name], name, config, runs, overrides, oracle)
+        network_2d = "-" if settings[name].overrides is None else "frozen" if cfg.train.freeze_2d else "trained"
         row = {"seconds": round(seconds, 1), "network_2d": network_2d, "test": {}}
         for test, data in test_sets.items():
             m = evaluate(model, data, cfg.data.size, progress=progress)
@@ -166,6 +198,11 @@ def run_ablation(config: str, names: list[str], tests: list[str] | None, runs: P
         results["settings"][name] = row
         if out is not None:
             out.mkdir(parents=True, exist_ok=True)
-            (out / "ablation.json").write_text(json.dumps(results, indent=1) + "\n")
-            (out / "ablation.md").write_text(markdown(results, tests))
+            (out / f"{stem(shift)}.json").write_text(json.dumps(results, indent=1) + "\n")
+            (out / f"{stem(shift)}.md").write_text(markdown(results, tests))
     return results
+
+
+def stem(shift: bool) -> str:
+    """The results' file name, without the suffix."""
+    return "ablation_shift" if shift else "ablation"

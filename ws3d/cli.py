@@ -5,7 +5,8 @@
     ws3d data tracklets DETECTIONS --out FILE [--images DIR] [--focal F] [--min-length 5]
     ws3d data records {mpii,h36m,h36m-multiview,3dhp-train,3dhp-test} SOURCE --out FILE [--images DIR] ...
     ws3d train CONFIG [section.key=value ...]
-    ws3d ablation [--config CONFIG] [--settings NAME ...] [--test DIR ...] [--runs DIR] [--out DIR] [key=value ...]
+    ws3d ablation [--shift] [--config CONFIG] [--settings NAME ...] [--test DIR ...] [--runs DIR] [--out DIR]
+                  [--oracle CKPT] [--reference JSON] [key=value ...]
     ws3d eval CKPT --data DIR [--split test] [--json]  |  ws3d eval CKPT --data RECORDS.npz [--json]
     ws3d export CKPT OUT --data DIR [--split test]
     ws3d predict CKPT IMAGE... [--out DIR] [--focal F]
@@ -19,6 +20,7 @@ its traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -111,19 +113,40 @@ def _train(args) -> None:
 
 
 def _ablation(args) -> None:
-    from ws3d.ablation import markdown, run_ablation
+    from ws3d.ablation import ORACLE, SHIFT_CONFIG, markdown, run_ablation, stem
 
     out = Path(args.out) if args.out else None
-    results = run_ablation(args.config, args.settings, args.test, Path(args.runs), out, args.overrides)
+    config = args.config or (SHIFT_CONFIG if args.shift else "train/synthetic_weak.yaml")
+    results = run_ablation(config, args.settings or _ablation_settings(args.shift), args.test, Path(args.runs), out,
+                           args.overrides, shift=args.shift, oracle=args.oracle or ORACLE)  # fmt: skip
     print(markdown(results, results["tests"]))
     rows = results["settings"]
     if "2D-only" in rows:
         for name, row in rows.items():
-            if name != "2D-only":
+            if name not in ("2D-only", "2D-oracle"):
                 ratio = rows["2D-only"]["mpjpe"] / row["mpjpe"]
-                print(f"2D-only / {name} MPJPE: {rows['2D-only']['mpjpe']:.1f} / {row['mpjpe']:.1f} mm = {ratio:.2f}")
+                px = rows["2D-only"]["px2d"] / row["px2d"]
+                print(f"2D-only / {name}: MPJPE {rows['2D-only']['mpjpe']:.1f} / {row['mpjpe']:.1f} mm = {ratio:.2f}, "
+                      f"2D {rows['2D-only']['px2d']:.2f} / {row['px2d']:.2f} px = {px:.2f}")  # fmt: skip
+    if args.reference:
+        _print_reference(args.reference, results)
     if out is not None:
-        print(f"wrote {out / 'ablation.json'} and {out / 'ablation.md'}")
+        print(f"wrote {out / stem(args.shift)}.json and .md")
+
+
+def _print_reference(path: str, results: dict) -> None:
+    """The rows of a committed ablation that this run did not train, for reference."""
+    from ws3d.ablation import markdown
+
+    try:
+        committed = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise InputError(f"--reference {path}: cannot read it ({error})") from None
+    rows = {k: v for k, v in committed["settings"].items() if k not in results["settings"]}
+    if rows:
+        print(f"\ncommitted in {path} ({committed['date']}, {committed['machine']}, {committed['cores']} cores; "
+              "not retrained here):")  # fmt: skip
+        print(markdown({**committed, "settings": rows}, committed["tests"][:1]))
 
 
 def _format_metrics(m: dict) -> str:
@@ -145,8 +168,6 @@ def _format_metrics(m: dict) -> str:
 
 
 def _eval(args) -> None:
-    import json
-
     from ws3d.data.records import open_records
     from ws3d.data.synthetic import ShardDataset
     from ws3d.evaluate import evaluate
@@ -256,10 +277,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", metavar="section.key=value", help="e.g. train.steps=200")
     train.set_defaults(run=_train)
     ab = commands.add_parser("ablation", help="train and evaluate the paper's Table 1 settings from one 2D checkpoint")
-    ab.add_argument("--config", default="train/synthetic_weak.yaml", help="the weak-stage config every setting "
-                    "starts from (default train/synthetic_weak.yaml)")  # fmt: skip
-    ab.add_argument("--settings", nargs="+", default=list(_ablation_settings()), metavar="NAME",
-                    help=f"default: all of {' '.join(_ablation_settings())}")  # fmt: skip
+    ab.add_argument("--shift", action="store_true", help="the domain-shift benchmark: source 2D model and labels, "
+                    "target multi-view images and test split; writes ablation_shift.{json,md}")  # fmt: skip
+    ab.add_argument("--config", help="the weak-stage config every setting starts from (default "
+                    "train/synthetic_weak.yaml, with --shift train/synthetic_shift.yaml)")  # fmt: skip
+    ab.add_argument("--settings", nargs="+", metavar="NAME",
+                    help=f"default: all of {' '.join(_ablation_settings(False))}; with --shift all of "
+                    f"{' '.join(_ablation_settings(True))}")  # fmt: skip
+    ab.add_argument("--oracle", help="--shift: the 2D oracle's checkpoint (default "
+                    "train/checkpoints/synthetic_target_oracle2d.pt, `make target-oracle2d`)")  # fmt: skip
+    ab.add_argument("--reference", metavar="JSON", help="a committed ablation whose other rows to print beside "
+                    "this run's, not retrained")  # fmt: skip
     ab.add_argument("--test", nargs="+", metavar="DIR", help="synthetic data sets whose test split to evaluate "
                     "on (default: the config's data.root)")  # fmt: skip
     ab.add_argument("--runs", default="runs/ablation", help="one run directory per setting under this")
@@ -295,10 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _ablation_settings() -> tuple[str, ...]:
-    from ws3d.ablation import SETTINGS
+def _ablation_settings(shift: bool) -> list[str]:
+    from ws3d.ablation import SETTINGS, SHIFT_SETTINGS
 
-    return tuple(SETTINGS)
+    return list(SHIFT_SETTINGS if shift else SETTINGS)
 
 
 def _cuda() -> bool:
