@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from ws3d.ablation import SHIFT_SETTINGS
 from ws3d.cli import main
 from ws3d.data.mpii import load_mpii
 from ws3d.data.records import open_records
@@ -243,11 +244,19 @@ def test_shift_ablation_adapts_on_the_target_and_prints_the_committed_rows(tmp_p
         assert main(["eval", str(tmp_path / checkpoint), "--data", str(target), "--json"]) == 0
         assert rows[name]["px2d"] == pytest.approx(json.loads(capsys.readouterr().out)["px2d"], rel=1e-9)
     assert rows["2D-only"]["px2d"] != rows["2D-oracle"]["px2d"]
-    # The adapted runs trained their 2D network, on the labels their setting names.
+    # The adapted runs trained their 2D network, on the labels their setting names, once per
+    # seed; their row is the mean over the seeds, with the range beside it.
     for name, labels in (("WS-no2D-adapt", "consistent"), ("ST-1view", "pseudo")):
-        cfg = torch.load(tmp_path / "runs" / name / "last.pt", weights_only=True)["config"]
-        assert not cfg["train"]["freeze_2d"] and cfg["data"]["mv_labels"] == labels
-        assert cfg["data"]["root_2d"] == str(source)
+        seeds = SHIFT_SETTINGS[name].seeds
+        assert seeds > 1 and len(rows[name]["seeds"]) == seeds
+        for seed in range(seeds):
+            cfg = torch.load(tmp_path / "runs" / (f"{name}-seed{seed}" if seed else name) / "last.pt",
+                             weights_only=True)["config"]  # fmt: skip
+            assert not cfg["train"]["freeze_2d"] and cfg["data"]["mv_labels"] == labels and cfg["train"]["seed"] == seed
+            assert cfg["data"]["root_2d"] == str(source)
+        px = [m["px2d"] for m in rows[name]["seeds"]]
+        assert rows[name]["px2d"] == pytest.approx(np.mean(px)) and rows[name]["spread"]["px2d"] == np.ptp(px)
+    assert "seeds (train.seed 0, 1, ...) ± half their range" in printed
     assert "2D-only / WS-no2D-adapt: MPJPE" in printed and " px = " in printed
     # The committed row it did not train, marked as such; the rows it trained are not repeated.
     reference = printed[printed.index("not retrained here"):]
