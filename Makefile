@@ -25,10 +25,13 @@ test: install
 # of unseen people, 96 px, 1000 validation images of other unseen people. Rendered once;
 # rm -r $(DATA) to render again.
 DOMAIN  ?= source
+SPLITS  ?= 2d:6000 mv:6000 val:1000 test:1000
+# $(call render,DIR,DOMAIN,SPLIT:COUNT ...): the splits DIR lacks.
+render = @for split in $(3); do set -- $$(echo $$split | tr : ' '); \
+		test -f $(1)/$$1.json || $(WS3D) data synth --out $(1) --split $$1 --n $$2 --size 96 --domain $(2) \
+		|| exit 1; done
 data: install
-	@for split in "2d 6000" "mv 6000" "val 1000" "test 1000"; do set -- $$split; \
-		test -f $(DATA)/$$1.json || $(WS3D) data synth --out $(DATA) --split $$1 --n $$2 --size 96 \
-		--domain $(DOMAIN) || exit 1; done
+	$(call render,$(DATA),$(DOMAIN),$(SPLITS))
 
 # The target domain of the domain-shift benchmark (docs/weak-stage.md, "Two domains"): the
 # same splits rendered as one capture setting. Its 2d split trains only the 2D oracle.
@@ -48,7 +51,10 @@ target-oracle2d: data-target
 # the committed rows of `make ablation-shift` (not retrained). A finished run is evaluated,
 # not trained again; rm -r runs/shift to start over.
 SHIFT_ARGS := data.root=$(TARGET) data.root_2d=$(DATA)
-train: data data-target
+# It renders only the splits it reads: the source's 2D-labelled images, the target's others.
+train: install
+	$(call render,$(DATA),source,2d:6000)
+	$(call render,$(TARGET),target,mv:6000 val:1000 test:1000)
 	$(WS3D) ablation --shift --settings 2D-only WS-no2D-adapt --runs runs/shift --out runs/shift \
 		--reference train/results/ablation_shift.json $(SHIFT_ARGS)
 
