@@ -55,7 +55,7 @@ SHIFT_ARGS := data.root=$(TARGET) data.root_2d=$(DATA)
 train: install
 	$(call render,$(DATA),source,2d:6000)
 	$(call render,$(TARGET),target,mv:6000 val:1000 test:1000)
-	$(WS3D) ablation --shift --settings 2D-only WS-no2D-adapt --runs runs/shift --out runs/shift \
+	$(WS3D) ablation --shift --settings 2D-only WS-no2D-adapt --seeds 1 --runs runs/shift --out runs/shift \
 		--reference train/results/ablation_shift.json $(SHIFT_ARGS)
 
 # The domain-shift benchmark (train/results/ablation_shift.{json,md}): every setting of

@@ -265,3 +265,6 @@ def test_shift_ablation_adapts_on_the_target_and_prints_the_committed_rows(tmp_p
     assert main(["ablation", "--shift", "--config", str(shift), "--settings", "2D-oracle", "--runs",
                  str(tmp_path / "runs2"), "--oracle", str(tmp_path / "missing.pt"), "--out", ""]) == 2  # fmt: skip
     assert "make target-oracle2d" in capsys.readouterr().err and not (tmp_path / "runs2").exists()
+    assert main(["ablation", "--shift", "--config", str(shift), "--seeds", "0", "--runs", str(tmp_path / "runs2"),
+                 "--out", ""]) == 2  # fmt: skip
+    assert "--seeds must be at least 1" in capsys.readouterr().err and not (tmp_path / "runs2").exists()

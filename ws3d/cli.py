@@ -6,7 +6,7 @@
     ws3d data records {mpii,h36m,h36m-multiview,3dhp-train,3dhp-test} SOURCE --out FILE [--images DIR] ...
     ws3d train CONFIG [section.key=value ...]
     ws3d ablation [--shift] [--config CONFIG] [--settings NAME ...] [--test DIR ...] [--runs DIR] [--out DIR]
-                  [--oracle CKPT] [--reference JSON] [key=value ...]
+                  [--oracle CKPT] [--seeds N] [--reference JSON] [key=value ...]
     ws3d eval CKPT --data DIR [--split test] [--json]  |  ws3d eval CKPT --data RECORDS.npz [--json]
     ws3d export CKPT OUT --data DIR [--split test]
     ws3d predict CKPT IMAGE... [--out DIR] [--focal F]
@@ -117,8 +117,9 @@ def _ablation(args) -> None:
 
     out = Path(args.out) if args.out else None
     config = args.config or (SHIFT_CONFIG if args.shift else "train/synthetic_weak.yaml")
-    results = run_ablation(config, args.settings or _ablation_settings(args.shift), args.test, Path(args.runs), out,
-                           args.overrides, shift=args.shift, oracle=args.oracle or ORACLE)  # fmt: skip
+    names = args.settings or _ablation_settings(args.shift)
+    results = run_ablation(config, names, args.test, Path(args.runs), out, args.overrides, shift=args.shift,
+                           oracle=args.oracle or ORACLE, seeds=args.seeds)  # fmt: skip
     print(markdown(results, results["tests"]))
     rows = results["settings"]
     if "2D-only" in rows:
@@ -286,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
                     f"{' '.join(_ablation_settings(True))}")  # fmt: skip
     ab.add_argument("--oracle", help="--shift: the 2D oracle's checkpoint (default "
                     "train/checkpoints/synthetic_target_oracle2d.pt, `make target-oracle2d`)")  # fmt: skip
+    ab.add_argument("--seeds", type=int, help="seeds per trained setting (default: the setting's own; "
+                    "WS-no2D-adapt and ST-1view run 2)")  # fmt: skip
     ab.add_argument("--reference", metavar="JSON", help="a committed ablation whose other rows to print beside "
                     "this run's, not retrained")  # fmt: skip
     ab.add_argument("--test", nargs="+", metavar="DIR", help="synthetic data sets whose test split to evaluate "
