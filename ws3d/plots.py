@@ -20,9 +20,9 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def training_curves(jsonl: str | os.PathLike, out: str | os.PathLike) -> list[str]:
-    """Loss terms against step (log scale) and validation MPJPE / 2D error against step.
-    Returns the names of the loss curves drawn."""
+def training_curves(jsonl: str | os.PathLike, out: str | os.PathLike, validation: str = "") -> list[str]:
+    """Loss terms against step (log scale) and validation MPJPE / 2D error against step;
+    ``validation`` names the images validated on. Returns the names of the loss curves drawn."""
     records = read_jsonl(jsonl)
     train = [r for r in records if "loss" in r]
     val = [r for r in records if "val" in r]
@@ -46,7 +46,7 @@ def training_curves(jsonl: str | os.PathLike, out: str | os.PathLike) -> list[st
         twin.set(ylabel="2D error, px")
         twin.legend(loc="upper center")
         ax_val.legend()
-    ax_val.set(xlabel="step", title="validation (test split)")
+    ax_val.set(xlabel="step", title=f"validation on {validation}" if validation else "validation")
     fig.tight_layout()
     fig.savefig(out, dpi=90)
     plt.close(fig)

@@ -280,12 +280,13 @@ def _train(cfg: Config, rank: int, world: int, device: torch.device) -> dict:
     net = DistributedDataParallel(model) if world > 1 else model
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.train.amp
                                   and _amp_dtype() == torch.float16)  # fmt: skip
-    val_images = None
+    val_images, val_name = None, ""
     validation = validation_split(cfg) if rank == 0 and cfg.data.eval_images else None
     if validation is not None:
         name, split = validation
         val_images = Subset(split, range(min(cfg.data.eval_images, len(split))))
-        print(f"validating on {len(val_images)} images of {name}")
+        val_name = f"{len(val_images)} images of {name}"
+        print(f"validating on {val_name}")
 
     def checkpoint():
         if rank == 0:
@@ -298,7 +299,7 @@ def _train(cfg: Config, rank: int, world: int, device: torch.device) -> dict:
         if metrics is not None:
             _log(log_path, {"step": step, "val": metrics})
         if log_path.is_file():  # nothing logged yet: eval_every came before log_every, and no validation set
-            training_curves(log_path, run_dir / "training.png")
+            training_curves(log_path, run_dir / "training.png", val_name)
         return metrics
 
     bar = progress_bar(total=cfg.train.steps, initial=step, desc=cfg.train.stage, unit="step",
