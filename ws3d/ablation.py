@@ -12,7 +12,7 @@ seconds, machine, versions, date, git revision) and ``ablation.md`` (the table t
 includes) into ``--out``.
 
 ``--shift`` runs the domain-shift benchmark instead (:data:`SHIFT_SETTINGS`, from
-``train/synthetic_shift.yaml``: source 2D model and 2D labels, target multi-view images,
+``train/synthetic_shift_weak.yaml``: source 2D model and 2D labels, target multi-view images,
 target test split) and writes ``ablation_shift.{json,md}``.
 """
 
@@ -84,7 +84,7 @@ SHIFT_SETTINGS = {
                              "estimated", "the paper's exact objective"),  # fmt: skip
 }
 ORACLE = "train/checkpoints/synthetic_target_oracle2d.pt"  # `make target-oracle2d`
-SHIFT_CONFIG = "train/synthetic_shift.yaml"
+SHIFT_CONFIG = "train/synthetic_shift_weak.yaml"
 METRICS = ("mpjpe", "n_mpjpe", "p_mpjpe", "pck150", "auc", "px2d", "solvable")
 
 

@@ -281,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--shift", action="store_true", help="the domain-shift benchmark: source 2D model and labels, "
                     "target multi-view images and test split; writes ablation_shift.{json,md}")  # fmt: skip
     ab.add_argument("--config", help="the weak-stage config every setting starts from (default "
-                    "train/synthetic_weak.yaml, with --shift train/synthetic_shift.yaml)")  # fmt: skip
+                    "train/synthetic_weak.yaml, with --shift train/synthetic_shift_weak.yaml)")  # fmt: skip
     ab.add_argument("--settings", nargs="+", metavar="NAME",
                     help=f"default: all of {' '.join(_ablation_settings(False))}; with --shift all of "
                     f"{' '.join(_ablation_settings(True))}")  # fmt: skip
