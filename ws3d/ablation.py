@@ -73,7 +73,7 @@ SHIFT_SETTINGS = {
     "FS": Setting(("train.stage=full", ADAPT), "yes", "yes", "-", "target 3D and 2D labels: the bound"),
     "WS-no2D": Setting((), "no", "pseudo-labels only", "estimated", "the single-domain default, 2D frozen"),
     # Two seeds each: the multi-view images' credit rests on these two rows (target: adapt
-    # <= 0.9 x ST-1view), 0.14 px apart in the 1500-step val probes, as little as a seed may move.
+    # <= 0.9 x ST-1view), 0.14 px apart in the val probes; ST-1view's seeds differ by 0.11 px.
     "WS-no2D-adapt": Setting((ADAPT,), "no", "pseudo-labels only", "estimated",
                              "the 2D network adapts on the multi-view-consistent pseudo-labels", seeds=2),  # fmt: skip
     "ST-1view": Setting((ADAPT, "data.mv_labels=pseudo"), "no", "pseudo-labels only", "estimated",
