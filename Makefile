@@ -59,7 +59,7 @@ train: install
 		--reference train/results/ablation_shift.json $(SHIFT_ARGS)
 
 # The domain-shift benchmark (train/results/ablation_shift.{json,md}): every setting of
-# `ws3d ablation --shift` on the target's test split (about 45 min on 2 cores, after the
+# `ws3d ablation --shift` on the target's test split (about 70 min on 2 cores, after the
 # oracle's 80).
 ablation-shift: data data-target $(ORACLE)
 	$(WS3D) ablation --shift --runs runs/ablation-shift --out train/results $(SHIFT_ARGS)

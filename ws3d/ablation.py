@@ -85,6 +85,12 @@ SHIFT_SETTINGS = {
 }
 ORACLE = "train/checkpoints/synthetic_target_oracle2d.pt"  # `make target-oracle2d`
 SHIFT_CONFIG = "train/synthetic_shift_weak.yaml"
+
+
+def settings_for(shift: bool) -> dict[str, Setting]:
+    """The settings of the domain-shift benchmark if ``shift``, else of the single-domain one."""
+    return SHIFT_SETTINGS if shift else SETTINGS
+
 METRICS = ("mpjpe", "n_mpjpe", "p_mpjpe", "pck150", "auc", "px2d", "solvable")
 
 
@@ -151,7 +157,7 @@ def markdown(results: dict, tests: list[str]) -> str:
     """The ablation table: every metric on the first test split, one row per setting; then,
     where there are more test splits, MPJPE and 2D error on each of them. A row of several
     seeds gives their mean, and half their range after MPJPE and 2D px."""
-    settings = SHIFT_SETTINGS if results.get("shift") else SETTINGS
+    settings = settings_for(results.get("shift", False))
 
     def spread(row: dict, key: str, digits: int) -> str:
         return f" ± {row['spread'][key] / 2:.{digits}f}" if "spread" in row else ""
@@ -188,11 +194,11 @@ def run_ablation(config: str, names: list[str], tests: list[str] | None, runs: P
     many seeds every trained setting runs (default: each setting's own ``seeds``)."""
     if seeds is not None and seeds < 1:
         raise InputError(f"--seeds must be at least 1, got {seeds}")
-    settings = SHIFT_SETTINGS if shift else SETTINGS
+    settings = settings_for(shift)
     unknown = [n for n in names if n not in settings]
     if unknown:
         raise InputError(f"unknown ablation setting(s) {unknown}; choose from {list(settings)}")
-    if "2D-oracle" in names and shift and not Path(oracle).is_file():
+    if any(settings[n].oracle for n in names) and not Path(oracle).is_file():
         raise InputError(f"no 2D oracle at {oracle}: `make target-oracle2d` trains it")
     base = load_config(config, overrides)
     if base.train.stage != "weak" or not base.train.init:

@@ -327,9 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _ablation_settings(shift: bool) -> list[str]:
-    from ws3d.ablation import SETTINGS, SHIFT_SETTINGS
+    from ws3d.ablation import settings_for
 
-    return list(SHIFT_SETTINGS if shift else SETTINGS)
+    return list(settings_for(shift))
 
 
 def _cuda() -> bool:
