@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ws3d.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ws3d.checkpoint import git_revision, load_checkpoint, rng_state, save_checkpoint, set_rng_state, trained_by
 
 
 def test_round_trip_and_no_temporary_left(tmp_path):
@@ -42,3 +42,18 @@ def test_bad_files_give_one_clear_error(tmp_path):
     torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
     with pytest.raises(ValueError, match="foreign.pt: not a ws3d checkpoint"):
         load_checkpoint(tmp_path / "foreign.pt")
+
+
+def test_trained_by_names_every_revision_a_resumed_run_went_through():
+    assert trained_by(None, "b") == "b"  # a fresh run
+    assert trained_by({"git": "a"}, "a") == "a"  # resumed by the same code
+    assert trained_by({"git": "a"}, "b") == "a then b"
+    assert trained_by({"git": "a then b"}, "b") == "a then b"
+    assert trained_by({"git": "a then b"}, "a") == "a then b then a"
+    assert trained_by({}, "b") == "unknown then b"  # a checkpoint from before runs recorded it
+
+
+def test_git_revision_is_this_checkout():
+    revision = git_revision()  # the tests run from a git clone (CI clones main)
+    commit = revision.removesuffix("+dirty")
+    assert len(commit) == 40 and int(commit, 16) >= 0, revision

@@ -161,7 +161,10 @@ def test_export_then_ablation_trains_each_setting_once_and_writes_its_table(tmp_
     slim = torch.load(shipped, weights_only=True)
     assert {"model", "config", "metrics", "git", "step"} <= set(slim) and slim["step"] == 2
     assert not {"optimizer", "scheduler", "rng"} & set(slim)
-    assert {"mpjpe", "px2d"} <= set(slim["metrics"]) and slim["git"]
+    assert {"mpjpe", "px2d"} <= set(slim["metrics"])
+    trained = torch.load(tmp_path / "pre" / "last.pt", weights_only=True)  # what a reproduction must match
+    assert slim["git"] == trained["git"] and slim["git"].removesuffix("+dirty") != "unknown"
+    assert slim["data"] == trained["data"] and set(slim["data"]) == {"2d"}
 
     weak = tmp_path / "weak.yaml"
     weak.write_text(f"{common}model: {{width: 16, depth_blocks: 1}}\n"

@@ -22,14 +22,13 @@ import datetime
 import json
 import os
 import platform
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ws3d.checkpoint import load_checkpoint
+from ws3d.checkpoint import git_revision, load_checkpoint
 from ws3d.config import from_dict, load_config, resume_conflicts
 from ws3d.data.synthetic import ShardDataset
 from ws3d.errors import InputError
@@ -94,22 +93,11 @@ def settings_for(shift: bool) -> dict[str, Setting]:
 METRICS = ("mpjpe", "n_mpjpe", "p_mpjpe", "pck150", "auc", "px2d", "solvable")
 
 
-def _git_revision() -> str:
-    try:
-        root = Path(__file__).resolve().parent.parent
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-        return rev.stdout.strip() + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def machine() -> dict:
     """Where and when: the machine, the versions, the date and the git revision."""
     return {"date": datetime.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
             "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-            "git": _git_revision()}  # fmt: skip
+            "git": git_revision()}  # fmt: skip
 
 
 def _model_2d_only(init: str):

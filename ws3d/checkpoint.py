@@ -2,7 +2,8 @@
 
 A checkpoint is a dict: ``model`` (state dict of the bare model), ``optimizer``,
 ``scheduler``, ``step``, ``rng`` (torch CPU and CUDA generator states), ``config``
-(the nested config dict) and ``format`` (:data:`FORMAT`). A run killed at any moment
+(the nested config dict), ``data`` (a digest of each training split), ``git`` (the
+revisions that trained it: :func:`trained_by`) and ``format`` (:data:`FORMAT`). A run killed at any moment
 leaves either the previous file or the new one, never a torn one: the file is written
 next to its destination, flushed to disk, then renamed over it.
 """
@@ -10,6 +11,7 @@ next to its destination, flushed to disk, then renamed over it.
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import torch
@@ -18,6 +20,28 @@ from ws3d.errors import InputError, MissingFileError
 
 FORMAT = "ws3d-checkpoint-1"
 REQUIRED = ("model", "step", "config")
+
+
+def git_revision() -> str:
+    """The checked-out commit of this source tree, ``+dirty`` if tracked files differ from it."""
+    try:
+        root = Path(__file__).resolve().parent.parent
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        return rev.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def trained_by(resumed: dict | None, now: str) -> str:
+    """The revisions that trained a run: ``now``, after the resumed checkpoint's where that
+    was trained by another (``"A then B"``), so that a run finished by other code says so.
+    A resumed checkpoint from before runs recorded this counts as ``"unknown"``."""
+    if resumed is None:
+        return now
+    before = resumed.get("git", "unknown")
+    return before if before.rsplit(" then ", 1)[-1] == now else f"{before} then {now}"
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict) -> None:
@@ -61,12 +85,14 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def export_checkpoint(source: str | os.PathLike, out: str | os.PathLike, metrics: dict, revision: str) -> dict:
+def export_checkpoint(source: str | os.PathLike, out: str | os.PathLike, metrics: dict) -> dict:
     """A slim copy of a training checkpoint to ship or to start other runs from: the model
-    weights in float32, the step and config, plus the ``metrics`` it reached and the git
-    ``revision`` that trained it; no optimiser, scheduler or RNG state."""
+    weights in float32, the step, config, training data digests and the revisions that
+    trained it, plus the ``metrics`` it reached; no optimiser, scheduler or RNG state."""
     payload = load_checkpoint(source)
     slim = {"model": {k: v.float() if v.is_floating_point() else v for k, v in payload["model"].items()},
-            "step": payload["step"], "config": payload["config"], "metrics": metrics, "git": revision}  # fmt: skip
+            "step": payload["step"], "config": payload["config"], "metrics": metrics,
+            # a checkpoint from before runs recorded these says so rather than guessing
+            "data": payload.get("data", {}), "git": payload.get("git", "unknown")}  # fmt: skip
     save_checkpoint(out, slim)
     return slim

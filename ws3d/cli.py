@@ -190,7 +190,6 @@ def _eval(args) -> None:
 
 
 def _export(args) -> None:
-    from ws3d.ablation import machine
     from ws3d.checkpoint import export_checkpoint
     from ws3d.data.synthetic import ShardDataset
     from ws3d.evaluate import evaluate
@@ -199,7 +198,7 @@ def _export(args) -> None:
     model, cfg = model_from_checkpoint(args.checkpoint)
     metrics = evaluate(model, ShardDataset(args.data, args.split), cfg.data.size, progress=True)
     metrics = {**metrics, "data": f"{args.data} ({args.split})"}
-    slim = export_checkpoint(args.checkpoint, args.out, metrics, machine()["git"])
+    slim = export_checkpoint(args.checkpoint, args.out, metrics)
     size = Path(args.out).stat().st_size / 2**20
     print(f"wrote {args.out} ({size:.1f} MB): step {slim['step']}, git {slim['git']}")
     print(_format_metrics(metrics))

@@ -36,7 +36,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ws3d.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ws3d.checkpoint import git_revision, load_checkpoint, rng_state, save_checkpoint, set_rng_state, trained_by
 from ws3d.config import Config, resume_conflicts
 from ws3d.data.records import open_records
 from ws3d.data.sampling import MixedBatchSampler, MixedDataset, collate_mixed, group_indices
@@ -262,6 +262,7 @@ def _train(cfg: Config, rank: int, world: int, device: torch.device) -> dict:
         raise InputError(f"{last}: cannot resume with a different config: {', '.join(conflicts)}; "
                          "use the run's settings or another run_dir")  # fmt: skip
     model, dataset, sampler, digests = build(cfg, rank, world, device, resume)
+    revisions = trained_by(resume, git_revision())  # what one command must check out to redo it
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     drop = max(1, round(cfg.train.steps * cfg.train.lr_drop_at))
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, [drop], gamma=cfg.train.lr_final / cfg.train.lr)
@@ -292,7 +293,7 @@ def _train(cfg: Config, rank: int, world: int, device: torch.device) -> dict:
         if rank == 0:
             save_checkpoint(last, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                    "scheduler": scheduler.state_dict(), "step": step, "rng": rng_state(),
-                                   "config": cfg.to_dict(), "data": digests})  # fmt: skip
+                                   "config": cfg.to_dict(), "data": digests, "git": revisions})  # fmt: skip
 
     def validate():
         metrics = evaluate(model, val_images, cfg.data.size) if val_images is not None else None
