@@ -3,7 +3,15 @@
 import pytest
 import torch
 
-from ws3d.checkpoint import git_revision, load_checkpoint, rng_state, save_checkpoint, set_rng_state, trained_by
+from ws3d.checkpoint import (
+    git_revision,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    trained_by,
+    weights_digest,
+)
 
 
 def test_round_trip_and_no_temporary_left(tmp_path):
@@ -57,3 +65,15 @@ def test_git_revision_is_this_checkout():
     revision = git_revision()  # the tests run from a git clone (CI clones main)
     commit = revision.removesuffix("+dirty")
     assert len(commit) == 40 and int(commit, 16) >= 0, revision
+
+
+def test_weights_digest_sees_every_bit_name_and_dtype():
+    state = {"a": torch.arange(6.0).reshape(2, 3), "b": torch.tensor(3)}
+    same = {"b": torch.tensor(3), "a": torch.arange(6.0).reshape(2, 3).t().contiguous().t()}  # order, strides
+    assert weights_digest(state) == weights_digest(same)
+    nudged = {**state, "a": state["a"].clone()}
+    nudged["a"][1, 2] = torch.nextafter(nudged["a"][1, 2], torch.tensor(10.0))  # one ulp
+    assert weights_digest(nudged) != weights_digest(state)
+    assert weights_digest({**state, "a": state["a"].double()}) != weights_digest(state)
+    assert weights_digest({"c": state["a"], "b": state["b"]}) != weights_digest(state)
+    assert weights_digest({**state, "a": state["a"].reshape(3, 2)}) != weights_digest(state)

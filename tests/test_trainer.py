@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from ws3d.checkpoint import save_checkpoint
+from ws3d.checkpoint import load_checkpoint, save_checkpoint
 from ws3d.config import STAGES, load_config
 from ws3d.data.sampling import collate_mixed
 from ws3d.data.synthetic import ShardDataset, SynthConfig, write_shards
@@ -216,11 +216,25 @@ def test_a_run_resumes_on_its_data_moved_but_not_on_other_data(data, other_data,
     args = [*TINY, f"run_dir={tmp_path / 'run'}", "train.checkpoint_every=1"]
     train(load_config(None, [*args, f"data.root={data}", "train.steps=2"]))
     assert set(torch.load(tmp_path / "run" / "last.pt", weights_only=True)["data"]) == {"2d"}
-    with pytest.raises(ValueError, match=r"cannot resume: .* other data \(2d split differs"):
+    with pytest.raises(ValueError, match=r"cannot resume: .* other inputs \(the 2d split: not what"):
         train(load_config(None, [*args, f"data.root={other_data}", "train.steps=3"]))
     moved = tmp_path / "moved"
     shutil.copytree(data, moved)
     assert train(load_config(None, [*args, f"data.root={moved}", "train.steps=3"]))["step"] == 3
+
+
+def test_a_run_does_not_resume_from_an_init_replaced_at_the_same_path(data, pretrained, tmp_path):
+    init = tmp_path / "init.pt"
+    shutil.copy(pretrained, init)
+    cfg = _config(data, tmp_path / "run", "full", init, "train.checkpoint_every=1", "train.steps=1")
+    train(cfg)
+    assert set(torch.load(tmp_path / "run" / "last.pt", weights_only=True)["data"]) == {"2d", "mv", "init"}
+    payload = load_checkpoint(init)
+    name = next(iter(payload["model"]))
+    payload["model"][name] = payload["model"][name] + 1e-3  # the same file name, other weights
+    save_checkpoint(init, payload)
+    with pytest.raises(ValueError, match=r"cannot resume: .* other inputs \(the train.init weights: not what"):
+        train(_config(data, tmp_path / "run", "full", init, "train.checkpoint_every=1", "train.steps=2"))
 
 
 def test_a_frozen_hrnet_keeps_its_batchnorm_statistics(data, tmp_path):

@@ -116,7 +116,7 @@ def run_setting(setting: Setting, name: str, config: str, runs: Path, overrides:
                 oracle: str = ORACLE) -> tuple[object, object, float]:  # fmt: skip
     """Train one setting (unless its run is finished) -> (model, config, training seconds)."""
     # Only when training: the CLI imports this module for SETTINGS.
-    from ws3d.trainer import data_conflicts, split_digests, train, training_splits
+    from ws3d.trainer import data_conflicts, run_digests, train, training_splits
 
     base = load_config(config, overrides)
     if setting.overrides is None:
@@ -131,7 +131,7 @@ def run_setting(setting: Setting, name: str, config: str, runs: Path, overrides:
                          "train this setting again, or use another --runs")  # fmt: skip
     finished = done.is_file() and saved is not None and saved["step"] >= cfg.train.steps
     if finished:
-        if why := data_conflicts(saved.get("data"), split_digests(training_splits(cfg)), last):
+        if why := data_conflicts(saved.get("data"), run_digests(cfg, training_splits(cfg)), last):
             raise InputError(f"{why}; delete {cfg.run_dir} to train this setting again, or use another --runs")
     else:
         start = time.perf_counter()

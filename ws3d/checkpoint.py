@@ -10,6 +10,7 @@ next to its destination, flushed to disk, then renamed over it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from pathlib import Path
@@ -32,6 +33,16 @@ def git_revision() -> str:
         return rev.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def weights_digest(state: dict[str, torch.Tensor]) -> str:
+    """sha256 of a state dict: each tensor's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(state.items()):
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        h.update(f"{name} {flat.dtype} {tuple(tensor.shape)}".encode())
+        h.update(flat.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def trained_by(resumed: dict | None, now: str) -> str:

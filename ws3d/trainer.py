@@ -17,8 +17,9 @@ every global batch. ``run_dir/last.pt`` is written atomically every
 exactly (weights, optimiser, schedule, step, RNG; the data order and augmentation are
 functions of (seed, epoch, index), so the resumed run sees the same batches). Resuming
 with settings that change what is trained is refused (:data:`ws3d.config.RESUMABLE`), and
-so is resuming on other data: the checkpoint keeps a digest of each training split
-(``data``: :func:`split_digests`), so ``data.root`` may move but not change its contents.
+so is resuming on other data or from another ``train.init``: the checkpoint keeps a digest
+of each training split and of the init weights (``data``: :func:`run_digests`), so
+``data.root`` may move but not change its contents.
 ``run_dir/metrics.jsonl`` logs losses and validation metrics; ``run_dir/training.png``
 plots them.
 """
@@ -36,7 +37,15 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ws3d.checkpoint import git_revision, load_checkpoint, rng_state, save_checkpoint, set_rng_state, trained_by
+from ws3d.checkpoint import (
+    git_revision,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    trained_by,
+    weights_digest,
+)
 from ws3d.config import Config, resume_conflicts
 from ws3d.data.records import open_records
 from ws3d.data.sampling import MixedBatchSampler, MixedDataset, collate_mixed, group_indices
@@ -112,19 +121,25 @@ def training_splits(cfg: Config) -> dict[str, Dataset]:
     return {role: split_dataset(cfg, role) for role in roles}
 
 
-def split_digests(splits: dict[str, Dataset]) -> dict[str, str]:
-    """What identifies each split of :func:`training_splits` (:func:`ws3d.data.schema.digest_arrays`)."""
-    return {role: digest_arrays(split.arrays) for role, split in splits.items()}
+def run_digests(cfg: Config, splits: dict[str, Dataset]) -> dict[str, str]:
+    """What a run is trained from: a digest of each split of :func:`training_splits`
+    (:func:`ws3d.data.schema.digest_arrays`, by role) and, under ``"init"``, of the
+    ``train.init`` weights, so that a checkpoint replaced at the same path is noticed."""
+    digests = {role: digest_arrays(split.arrays) for role, split in splits.items()}
+    if cfg.train.init:
+        digests["init"] = weights_digest(load_checkpoint(cfg.train.init)["model"])
+    return digests
 
 
 def data_conflicts(saved: dict | None, now: dict[str, str], where: Path) -> str | None:
-    """Why a run recorded with data digests ``saved`` (a checkpoint's ``data``) cannot go on
-    with, or be reported for, the data digested as ``now``; None if they are the same data."""
+    """Why a run recorded with digests ``saved`` (a checkpoint's ``data``) cannot go on
+    with, or be reported for, the inputs digested as ``now``; None if they are the same."""
     if saved is None:
         return f"{where} records no digest of its data (it predates that check), so it cannot be matched to this data"
     changed = [role for role in sorted(saved.keys() | now.keys()) if saved.get(role) != now.get(role)]
     if changed:
-        return f"{where} was trained on other data ({', '.join(changed)} split differs from the one configured now)"
+        what = ", ".join("the train.init weights" if role == "init" else f"the {role} split" for role in changed)
+        return f"{where} was trained from other inputs ({what}: not what is configured now)"
     return None
 
 
@@ -134,7 +149,7 @@ def _data(cfg: Config, model, rank: int, world: int, run_dir: Path, expected: di
     ``data``): refuse other data before anything is labelled."""
     d, stage = cfg.data, cfg.train.stage
     splits = training_splits(cfg)
-    digests = split_digests(splits)
+    digests = run_digests(cfg, splits)
     if expected is not None and (why := data_conflicts(expected.get("data"), digests, Path(cfg.run_dir) / "last.pt")):
         raise InputError(f"cannot resume: {why}; use the run's data or another run_dir")
     multi_view, groups = splits.get("mv"), []
