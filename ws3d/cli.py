@@ -305,7 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print one JSON object (mm, fractions, px)")
     ev.add_argument("--device", default=device)
     ev.set_defaults(run=_eval)
-    ex = commands.add_parser("export", help="a slim checkpoint (weights, config, metrics, git revision) to ship")
+    ex = commands.add_parser("export", help="a slim checkpoint to ship (weights, config, metrics, training data "
+                             "digests, the revisions that trained it)")  # fmt: skip
     ex.add_argument("checkpoint")
     ex.add_argument("out")
     ex.add_argument("--data", required=True, help="synthetic data set whose split the metrics are measured on")
