@@ -2,10 +2,11 @@
 
 A checkpoint is a dict: ``model`` (state dict of the bare model), ``optimizer``,
 ``scheduler``, ``step``, ``rng`` (torch CPU and CUDA generator states), ``config``
-(the nested config dict), ``data`` (a digest of each training split), ``git`` (the
-revisions that trained it: :func:`trained_by`) and ``format`` (:data:`FORMAT`). A run killed at any moment
-leaves either the previous file or the new one, never a torn one: the file is written
-next to its destination, flushed to disk, then renamed over it.
+(the nested config dict), ``data`` (a digest of each training split and of the
+``train.init`` weights), ``git`` (the revisions that trained it: :func:`trained_by`) and
+``format`` (:data:`FORMAT`). A run killed at any moment leaves either the previous file
+or the new one, never a torn one: the file is written next to its destination, flushed
+to disk, then renamed over it.
 """
 
 from __future__ import annotations

@@ -151,7 +151,7 @@ def _data(cfg: Config, model, rank: int, world: int, run_dir: Path, expected: di
     splits = training_splits(cfg)
     digests = run_digests(cfg, splits)
     if expected is not None and (why := data_conflicts(expected.get("data"), digests, Path(cfg.run_dir) / "last.pt")):
-        raise InputError(f"cannot resume: {why}; use the run's data or another run_dir")
+        raise InputError(f"cannot resume: {why}; use the run's data and init, or another run_dir")
     multi_view, groups = splits.get("mv"), []
     if stage == "weak":
         once = functools.partial(_rank0_first, rank=rank, world=world)
