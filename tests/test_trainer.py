@@ -1,6 +1,7 @@
 """The trainer: every stage learns, a killed run resumes exactly, DDP equals one process,
 and the fused ops train like the reference ops."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -339,15 +340,25 @@ def _ddp_worker(rank, world, port, overrides):
     os._exit(0)
 
 
+@contextlib.contextmanager
+def _one_thread():
+    """One intra-op thread, as each DDP worker has, then the previous count again (not
+    os.cpu_count(): torch defaults to the physical cores, and a later test compares this
+    process's runs with a subprocess's, whose reductions must split alike)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_two_process_ddp_equals_one_process(data, pretrained, tmp_path):
     """gloo on CPU; each process takes half of every global batch (2 images + 1 group)."""
     base = [*TINY, f"data.root={data}", "train.stage=weak", f"train.init={pretrained}", "train.steps=4",
             "data.scale=0", "data.rotation=0"]  # fmt: skip
-    torch.set_num_threads(1)
-    try:
+    with _one_thread():
         train(load_config(None, [*base, f"run_dir={tmp_path / 'one'}"]))
-    finally:
-        torch.set_num_threads(os.cpu_count() or 1)
     mp.spawn(_ddp_worker, args=(2, _free_port(), [*base, f"run_dir={tmp_path / 'two'}"]), nprocs=2)
     one, two = _weights(tmp_path / "one" / "last.pt"), _weights(tmp_path / "two" / "last.pt")
     assert any(not torch.equal(one[k], torch.load(pretrained, weights_only=True)["model"][k]) for k in one)
@@ -360,11 +371,8 @@ def test_two_process_pretrain2d_with_a_depth_branch_that_l_h_never_reaches(data,
     branch, which must not leave DDP waiting for its gradients."""
     base = [*TINY, f"data.root={data}", "model.depth_blocks=1", "loss.uv=0", "train.steps=2", "data.scale=0",
             "data.rotation=0"]  # fmt: skip
-    torch.set_num_threads(1)
-    try:
+    with _one_thread():
         train(load_config(None, [*base, f"run_dir={tmp_path / 'one'}"]))
-    finally:
-        torch.set_num_threads(os.cpu_count() or 1)
     mp.spawn(_ddp_worker, args=(2, _free_port(), [*base, f"run_dir={tmp_path / 'two'}"]), nprocs=2)
     one, two = _weights(tmp_path / "one" / "last.pt"), _weights(tmp_path / "two" / "last.pt")
     for name in one:

@@ -48,7 +48,7 @@ def test_procrustes_eigen_solves_vectorise_across_pairs(tmp_path):
 
     source = _ext.SOURCES / "procrustes_cpu.cpp"
     result = subprocess.run(
-        ["g++", "-std=c++17", *_ext.CFLAGS, "-c", str(source), "-o", str(tmp_path / "p.o"),
+        ["g++", "-std=c++17", *_ext.cflags(), "-c", str(source), "-o", str(tmp_path / "p.o"),
          "-fopt-info-vec-optimized"],
         capture_output=True, text=True,
     )
@@ -165,3 +165,18 @@ def test_builds_are_cached_per_instruction_set_and_gpu_architecture():
     assert _ext.machine_tag(avx2, [(8, 0)]) != _ext.machine_tag(avx2, [(9, 0)])
     module = _ext.build()
     assert _ext.machine_tag() in Path(module.__file__).parent.name
+
+
+def test_ws3d_native_isa_replaces_march_native_in_its_own_cached_build(monkeypatch):
+    """WS3D_NATIVE_ISA (README, Testing) builds the kernels as another CPU's build rounds: its
+    flags replace -march=native, and the build is cached apart from the default one."""
+    monkeypatch.delenv("WS3D_NATIVE_ISA", raising=False)
+    default_flags, default_tag = _ext.cflags(), _ext.machine_tag()
+    assert "-march=native" in default_flags
+    monkeypatch.setenv("WS3D_NATIVE_ISA", "-march=x86-64-v2  -ffp-contract=off")
+    flags = _ext.cflags()
+    assert "-march=native" not in flags and flags[-2:] == ["-march=x86-64-v2", "-ffp-contract=off"]
+    assert flags[:-2] == default_flags[:-1]  # everything else is kept
+    assert _ext.machine_tag() != default_tag
+    monkeypatch.setenv("WS3D_NATIVE_ISA", " ")
+    assert _ext.cflags() == default_flags and _ext.machine_tag() == default_tag

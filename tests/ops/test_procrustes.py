@@ -65,8 +65,8 @@ def _upstream(N, seed=7):
 
 def _gap_condition(X, Y, w):
     """s1 / (s2 + d s3) per pair, from the float64 SVD: how much a change of H turns the
-    rotation. The gradient loses float32 digits with its square (measured on the 3-point
-    pairs below: 416 -> 4e6 epsilons in g_w, 1e3 in g_X)."""
+    rotation (R's error is its multiple of epsilons). The gradient loses digits with its
+    square, so only the pairs below WELL_CONDITIONED have theirs compared."""
     Xc = X - (w[..., None] * X).sum(1, keepdim=True) / w.sum(1)[:, None, None]
     U, S, Vh = torch.linalg.svd(torch.einsum("nj,nja,njb->nab", w, Xc, Y))
     d = torch.sign(torch.linalg.det(Vh.mT @ U.mT))
@@ -74,11 +74,15 @@ def _gap_condition(X, Y, w):
 
 
 WELL_CONDITIONED = 10.0  # gap condition of the pairs whose gradients are compared here
-# Float32 (float64) epsilons lost, measured over the cases and backends (largest seen: R 136,
-# t 380, s 1, g_X 113, g_Y 50, g_w 4629), about 2x. t = Ybar - s R Xbar carries R's error
-# times |Xbar| (~4000 mm, about |t|). g_w sums products of ~300 mm coordinates that cancel
-# (a common factor on all weights changes nothing: sum_j w_j g_w_j = 0), most on 3 points.
-COND = {"R": 256, "t": 768, "s": 8, "g_X": 256, "g_Y": 128, "g_w": 10000}
+# Float32 (float64) epsilons lost (per unit of the gap condition for R and t), at least 3x the
+# largest over native builds for several instruction sets and over the backends, as a power
+# of two (benchmarks/native_build_errors.py; results/native_build_errors.md gives each
+# margin): builds differ by up to a few times where terms cancel. R's error is the
+# eigenvector's, eps * ||H|| / gap, and the float64 reference's LAPACK SVD carries as much
+# as the kernels. t = Ybar - s R Xbar carries R's error times |Xbar| (~4000 mm, about |t|).
+# g_w sums products of ~300 mm coordinates that cancel (a common factor on all weights
+# changes nothing: sum_j w_j g_w_j = 0), most on 3 points.
+COND = {"R": 128, "t": 256, "s": 1, "g_X": 512, "g_Y": 256, "g_w": 16384}
 
 
 # The Triton kernels take 128 pairs per program, one per lane, and loop over the joints: N
@@ -97,17 +101,20 @@ def test_matches_float64_reference_forward_and_backward(backend, dtype, N, J, sc
     with use_backend(backend):
         actual = _forward_backward(Xd, Yd, wd, scale, *upstream)
     assert actual[3].all() and expected[3].all()
-    # Gradients of the well-conditioned pairs (most of the 3-point ones, every larger one);
-    # the others' must be finite (test_near_degenerate_rows... compares them in float64).
-    compared = _gap_condition(Xd.double(), Yd.double(), wd.double()) <= WELL_CONDITIONED
+    # R and t of every pair, each within its gap condition's share; the gradients of the
+    # well-conditioned pairs (most of the 3-point ones, every larger one); the others'
+    # must be finite (test_near_degenerate_rows... compares them in float64).
+    gap = _gap_condition(Xd.double(), Yd.double(), wd.double())
+    compared = gap <= WELL_CONDITIONED
     assert compared.float().mean() > 0.5
+    kappa = {"R": gap[:, None, None], "t": gap[:, None]}
     names = ("R", "t", "s", "valid", "g_X", "g_Y", "g_w")
     for name, a, e in zip(names, actual, expected, strict=True):
         if name != "valid" and (scale or name != "s"):
             assert a.dtype == dtype, name
             assert torch.isfinite(a).all(), name
             rows = compared if name.startswith("g_") else slice(None)
-            assert_close(a[rows], e[rows], dtype, cond=COND[name])
+            assert_close(a[rows], e[rows], dtype, cond=COND[name], kappa=kappa.get(name, 1.0), name=name)
     assert (torch.linalg.det(actual[0].double()) - 1).abs().max() < 100 * torch.finfo(dtype).eps
 
 

@@ -67,10 +67,11 @@ def test_round_trip_recovers_scale_normalised_pose(backend):
 
 # Tiles are 128 // next_pow2(J) rows (4 for J = 17, 8 for J = 9): batch sizes 63 / 65 / 300
 # end in part-filled tiles, and joint counts around 16 / 32 cross the joint padding.
-# Float32 (float64) epsilons the computation may lose, measured over the cases and backends
-# (largest seen: P 8, z_root 8, g_uv 19, g_z 9), about 2x: the rays K^-1 [u, v, 1] lose
-# digits and the root depth amplifies that by ~z_root / |d|.
-COND = {"P": 16, "z_root": 16, "g_uv": 64, "g_z": 32}
+# Float32 (float64) epsilons the computation may lose, at least 3x the largest over native
+# builds for several instruction sets and over the backends, as a power of two
+# (benchmarks/native_build_errors.py): the rays K^-1 [u, v, 1] lose digits and the root
+# depth amplifies that by ~z_root / |d|.
+COND = {"P": 32, "z_root": 32, "g_uv": 64, "g_z": 32}
 
 
 @pytest.mark.parametrize("backend,dtype", backend_params())
@@ -102,7 +103,7 @@ def test_matches_float64_reference_forward_and_backward(backend, dtype, B, J, re
         if name != "valid":
             assert a.dtype == dtype, name
             assert torch.isfinite(a).all(), name
-            assert_close(a[valid], e[valid], dtype, cond=COND[name])
+            assert_close(a[valid], e[valid], dtype, cond=COND[name], name=name)
 
 
 @pytest.mark.parametrize("backend,dtype", backend_params())

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import shlex
 import time
 import warnings
 from pathlib import Path
@@ -34,7 +35,25 @@ CUDA_SOURCES = ["softargmax_cuda.cu", "reconstruct_cuda.cu", "procrustes_cuda.cu
 # vectorises across pairs only where AVX-512 masks hide the branch, not on AVX2 CPUs. It
 # changes no result (ws3d reads no FP exception flags). -ffast-math is avoided on purpose:
 # the ops promise exact -inf and NaN behaviour.
-CFLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", *DEFINES]
+CFLAGS = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", *DEFINES]
+# The instruction set, apart from CFLAGS because results depend on it: the float rounding
+# of the kernels changes with FMA contraction and vector width, so a tolerance can hold on
+# one CPU's build and fail on another's. WS3D_NATIVE_ISA replaces it, to run the kernels
+# as another CPU's build rounds them ("-march=x86-64-v2": no FMA; "-march=x86-64-v3":
+# AVX2 + FMA; "-march=native -ffp-contract=off"). The CPU must support what it names.
+DEFAULT_ISA = "-march=native"
+
+
+def isa_flags() -> list[str]:
+    """The instruction-set flags the CPU kernels are built with: ``WS3D_NATIVE_ISA``
+    (split like a shell line) when set and not empty, else ``-march=native``."""
+    return shlex.split(os.environ.get("WS3D_NATIVE_ISA", "").strip() or DEFAULT_ISA)
+
+
+def cflags() -> list[str]:
+    """Every host compiler flag of the CPU kernels: :data:`CFLAGS` and :func:`isa_flags`."""
+    return [*CFLAGS, *isa_flags()]
+
 
 _module: ModuleType | None = None
 _failure: str | None = None
@@ -60,15 +79,18 @@ def warn_if_locked(build_directory: Path) -> None:
         )
 
 
-def machine_tag(cpuinfo: str | None = None, capabilities: list[tuple[int, int]] | None = None) -> str:
+def machine_tag(cpuinfo: str | None = None, capabilities: list[tuple[int, int]] | None = None,
+                isa: list[str] | None = None) -> str:  # fmt: skip
     """A short key for what the build is specific to: the CPU's instruction-set flags
-    (``-march=native``) and, for a CUDA build, the visible GPUs' compute capabilities (nvcc
-    builds for those only). Builds are cached under a name that carries it, so machines
-    that share torch's extension cache (a cluster's home folder) never load code their CPU
-    or GPU cannot run (SIGILL, "no kernel image").
+    (``-march=native``), the ISA flags it was built with, and, for a CUDA build, the
+    visible GPUs' compute capabilities (nvcc builds for those only). Builds are cached
+    under a name that carries it, so machines that share torch's extension cache (a
+    cluster's home folder) never load code their CPU or GPU cannot run (SIGILL, "no kernel
+    image"), and a build for another ISA (``WS3D_NATIVE_ISA``) never replaces the default.
 
     ``cpuinfo``: the text of /proc/cpuinfo (read when None; elsewhere the platform's
-    processor name stands in); ``capabilities``: (major, minor) per GPU, none for a CPU build.
+    processor name stands in); ``capabilities``: (major, minor) per GPU, none for a CPU
+    build; ``isa``: the ISA flags (:func:`isa_flags` when None).
     """
     if cpuinfo is None:
         try:
@@ -77,7 +99,9 @@ def machine_tag(cpuinfo: str | None = None, capabilities: list[tuple[int, int]] 
             cpuinfo = ""
     flags = next((line.split(":", 1)[1] for line in cpuinfo.splitlines() if line.startswith(("flags", "Features"))),
                  platform.processor())  # fmt: skip
-    key = " ".join([platform.machine(), *sorted(flags.split()), *(f"sm_{a}{b}" for a, b in capabilities or [])])
+    isa = isa_flags() if isa is None else isa
+    key = " ".join([platform.machine(), *sorted(flags.split()), *(f"sm_{a}{b}" for a, b in capabilities or []),
+                    "isa:", *isa])  # fmt: skip
     return hashlib.sha256(key.encode()).hexdigest()[:10]
 
 
@@ -99,7 +123,7 @@ def build(verbose: bool = False) -> ModuleType:
         name=name,
         build_directory=str(build_directory),
         sources=sources,
-        extra_cflags=CFLAGS + (["-DWS3D_WITH_CUDA"] if cuda else []),
+        extra_cflags=cflags() + (["-DWS3D_WITH_CUDA"] if cuda else []),
         extra_cuda_cflags=["-O3", "-DWS3D_WITH_CUDA", *DEFINES],
         extra_ldflags=["-fopenmp"],
         verbose=verbose,
