@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from ws3d.data.sampling import group_indices
+from ws3d.geometry import nearest_rotation, rays, rodrigues, skew
 from ws3d.losses import relative_depths
 from ws3d.skeleton import BONES, MEAN_BONE_LENGTHS_MM, REFERENCE_BONE
 
@@ -39,31 +40,6 @@ CIRCLE = 48  # candidate upgrades tried on the circle of the two smallest singul
 PIXEL_SCALE = 4.0  # Cauchy scale of the reprojection error, pixels: 2D joints further off count less
 BONE_TOLERANCE = 0.1  # the bone prior's standard deviation, as a fraction of each mean length
 _D = torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64))  # the reflection in depth
-
-
-def rays(uv: Tensor, K: Tensor) -> Tensor:
-    """Normalised image coordinates K^-1 [u, v, 1]: uv (..., J, 2), K (..., 3, 3) -> (..., J, 3)."""
-    h = torch.cat([uv, torch.ones_like(uv[..., :1])], -1)
-    return torch.linalg.solve(K, h.mT).mT
-
-
-def _skew(v: Tensor) -> Tensor:
-    o = torch.zeros_like(v[..., 0])
-    return torch.stack([torch.stack([o, -v[..., 2], v[..., 1]], -1), torch.stack([v[..., 2], o, -v[..., 0]], -1),
-                        torch.stack([-v[..., 1], v[..., 0], o], -1)], -2)  # fmt: skip
-
-
-def _rodrigues(w: Tensor) -> Tensor:
-    theta = w.norm(dim=-1, keepdim=True)[..., None]
-    k = _skew(w / theta.squeeze(-1).clamp_min(1e-12))
-    eye = torch.eye(3, dtype=w.dtype).expand_as(k)
-    return eye + torch.sin(theta) * k + (1 - torch.cos(theta)) * (k @ k)
-
-
-def _nearest_rotation(A: Tensor) -> Tensor:
-    U, _, Vh = torch.linalg.svd(A)
-    d = torch.linalg.det(U @ Vh)
-    return U @ torch.diag_embed(torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1)) @ Vh
 
 
 def factorise_rotations(x: Tensor, observed: Tensor, iters: int = 50) -> tuple[Tensor, Tensor]:
@@ -144,7 +120,7 @@ def factorise_rotations(x: Tensor, observed: Tensor, iters: int = 50) -> tuple[T
     r1, r2 = M[:, :, 0], M[:, :, 1]
     r1 = r1 / r1.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     r2 = r2 / r2.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    R = _nearest_rotation(torch.stack([r1, r2, torch.linalg.cross(r1, r2)], -2))
+    R = nearest_rotation(torch.stack([r1, r2, torch.linalg.cross(r1, r2)], -2))
     R = R @ R[:, :1].mT  # relative to camera 0
     eye = torch.eye(3, dtype=R.dtype)
     R = torch.where((views & ok[:, None])[..., None, None], R, eye)
@@ -265,7 +241,7 @@ def bundle_adjust(uv: Tensor, K: Tensor, w: Tensor, X: Tensor, t: Tensor, R: Ten
         dpi[..., :, 2] = -h[..., :2] / z[..., None] ** 2
         A = sw * (dpi @ K[:, :, None])  # d e / d P, weighted: (G, V, J, 2, 3)
         RX = torch.einsum("gcab,gjb->gcja", R, X)
-        D = torch.cat([A @ R[:, :, None], A, -A @ _skew(RX)], -1)  # (G, V, J, 2, 9)
+        D = torch.cat([A @ R[:, :, None], A, -A @ skew(RX)], -1)  # (G, V, J, 2, 9)
         r = sw[..., 0] * e
         d = X[:, child] - X[:, parent]
         length = d.norm(dim=-1).clamp_min(1e-9)
@@ -288,7 +264,7 @@ def bundle_adjust(uv: Tensor, K: Tensor, w: Tensor, X: Tensor, t: Tensor, R: Ten
         step = -torch.linalg.solve(H + torch.diag_embed(damping), g[..., None])[..., 0] * free
         X_new = X + step[:, : 3 * J].reshape(G, J, 3)
         t_new = t + step[:, 3 * J : 3 * J + 3 * V].reshape(G, V, 3)
-        R_new = _rodrigues(step[:, 3 * J + 3 * V :].reshape(G, V, 3)) @ R
+        R_new = rodrigues(step[:, 3 * J + 3 * V :].reshape(G, V, 3)) @ R
         new_cost = _cost(X_new, t_new, R_new, uv, K, w)
         better = (new_cost < cost) & torch.isfinite(new_cost)
         converged = better & (cost - new_cost <= 1e-9 * cost)
@@ -424,3 +400,7 @@ def depth_targets(uv: np.ndarray, w: np.ndarray, K: np.ndarray, group: np.ndarra
         error[index] = e.float().numpy()
         fitted[index] = projected.float().numpy()
     return {"z": z, "weight": weight, "ok": ok_view, "uv": fitted, "reprojection": error}
+
+
+# The rig a group's cameras belong to is solved in its own module, and belongs here by topic.
+from ws3d.rig_calibration import RigCalibration, calibrate_rig  # noqa: E402, F401

@@ -44,3 +44,8 @@ MEAN_BONE_LENGTHS_MM = (
 # Left/right partners, for flips and for drawing left and right in different colours.
 LEFT_JOINTS = (4, 5, 6, 11, 12, 13)
 RIGHT_JOINTS = (1, 2, 3, 14, 15, 16)
+# The joint order with left and right exchanged: pose[..., MIRRORED, :] labels a person the
+# way a detector that swapped left and right does (and undoes that swap).
+MIRRORED = tuple(
+    dict(zip(LEFT_JOINTS + RIGHT_JOINTS, RIGHT_JOINTS + LEFT_JOINTS, strict=True)).get(j, j) for j in range(NUM_JOINTS)
+)

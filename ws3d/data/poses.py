@@ -169,11 +169,18 @@ def sample_person(subject: Subject, rng: np.random.Generator, activity: str | No
     activity = activity if activity is not None else ACTIVITIES[rng.integers(len(ACTIVITIES))]
     body = forward_kinematics(sample_angles(activity, rng), subject.bone_lengths)
     heading = rng.uniform(-np.pi, np.pi)
+    return place(body, heading, rng.uniform(-300, 300, 2)), activity, heading
+
+
+def place(body: np.ndarray, heading: float, position: np.ndarray) -> np.ndarray:
+    """Body-frame joints (17, 3) in the world: turned by ``heading`` (radians) about the
+    vertical, the lowest ankle on the floor, and moved to the floor point ``position``
+    (x, z) mm."""
     world = body @ _ry(heading).T
     ankle_clearance = 80.0  # the ankle joint sits this far above the sole
     world[:, 1] -= world[:, 1].max() + ankle_clearance
-    world[:, [0, 2]] += rng.uniform(-300, 300, 2)
-    return world, activity, heading
+    world[:, [0, 2]] += position
+    return world
 
 
 def body_axes(joints: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
