@@ -81,6 +81,10 @@ def test_h36m_mmpose(tmp_path, scene):
     assert records["group"].tolist() == np.repeat(np.arange(FRAMES), CAMERAS).tolist()
     back = world_to_camera(world[records["group"]], records["R"].astype(np.float64), records["t"].astype(np.float64))
     np.testing.assert_allclose(back, records["joints_cam"], atol=0.05)  # the extrinsics are world-to-camera
+    # One subject: one rig, whose cameras are the ids in the image names, in sorted order.
+    assert (records["rig"] == 0).all()
+    ids = [name.split(".")[1].split("_")[0] for name in records["image"]]
+    assert records["camera"].tolist() == [sorted(set(ids)).index(i) for i in ids]
 
 
 def test_h36m_mmpose_errors(tmp_path, scene):
@@ -132,6 +136,8 @@ def test_h36m_multiview_labels(tmp_path, scene):
     # The tight box (here 600 x 600 px), squared and enlarged by ws3d's default margin, 1.5.
     np.testing.assert_allclose(records["side"][0], 900.0)
     assert records["group"].tolist() == [0] * 4 + [1] * 3 + [2] * 4
+    assert (records["rig"] == 0).all()  # one subject, one calibration
+    assert records["camera"].tolist() == [0, 1, 2, 3, 0, 1, 3, 0, 1, 2, 3]  # the camera without a box is left out
 
 
 def test_h36m_multiview_box_margin(tmp_path, scene):
@@ -212,6 +218,7 @@ def test_3dhp_train(tmp_path, scene):
         world[2 * records["group"]], records["R"].astype(np.float64), records["t"].astype(np.float64)
     )
     np.testing.assert_allclose(back, records["joints_cam"], atol=0.05)
+    assert (records["rig"] == 0).all() and records["camera"].tolist() == [0, 0, 1, 1, 3]  # the data set's indices
     chosen = load_train_sequence(tmp_path, 2, 1, cameras=[1], every=2)
     assert chosen["image"].tolist() == [f"S2/Seq1/imageFrames/video_1/frame_00000{f}.jpg" for f in (1, 3)]
     with pytest.raises(FileNotFoundError, match=r"S2/Seq1/imageFrames/video_2: camera 2's frame folder is missing"):

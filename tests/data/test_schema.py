@@ -8,7 +8,7 @@ import torch
 from ws3d.data.records import open_records, save_records
 from ws3d.data.sampling import collate_mixed
 from ws3d.data.schema import FIELDS, RECORDS, SHARDS, stored_fields
-from ws3d.data.synthetic import SynthConfig, write_shards
+from ws3d.data.synthetic import ShardDataset, SynthConfig, write_shards
 from ws3d.errors import InputError
 
 
@@ -96,3 +96,26 @@ def test_missing_images_are_counted_when_a_record_set_is_made_or_opened(tmp_path
         open_records(tmp_path / "r.npz")
     with pytest.raises(FileNotFoundError, match=r"s.npz: 2 of 3 images are missing"):
         save_records(tmp_path / "s.npz", records, tmp_path)
+
+
+def test_multi_view_sets_from_before_rig_ids_load_as_one_rig_per_group(tmp_path):
+    """Shards and record sets written before ``rig`` and ``camera`` existed: each group is a
+    rig of its own and each view a camera of its own (what those files always meant)."""
+    write_shards(SynthConfig("mv", 9, size=32, rig="h36m"), tmp_path, workers=1, progress=False)
+    with np.load(tmp_path / "mv_0000.npz") as shard:
+        arrays = {k: shard[k] for k in shard.files}
+    np.savez(tmp_path / "mv_0000.npz", **{k: v for k, v in arrays.items() if k not in ("rig", "camera")})
+    old = ShardDataset(tmp_path, "mv").arrays
+    assert old["rig"].tolist() == old["group"].tolist() == [0] * 4 + [1] * 3 + [2] * 2
+    assert old["camera"].tolist() == old["view"].tolist()
+    records = {k: v for k, v in arrays.items() if k in stored_fields(RECORDS, True) and k not in ("rig", "camera")}
+    records["group"] = np.array([7, 7, 3, 7, 3, 3, 3, 9, 9])
+    records["image"] = np.array([f"images/{i}.jpg" for i in range(9)])
+    records["centre"], records["side"] = np.zeros((9, 2), np.float32), np.full(9, 32.0, np.float32)
+    (tmp_path / "images").mkdir()
+    for i in range(9):
+        (tmp_path / "images" / f"{i}.jpg").write_bytes(b"")
+    np.savez(tmp_path / "old.npz", root=np.array(str(tmp_path)), **records)
+    dataset = open_records(tmp_path / "old.npz", multi_view=True)
+    assert dataset.arrays["rig"].tolist() == [7, 7, 3, 7, 3, 3, 3, 9, 9]
+    assert dataset.arrays["camera"].tolist() == [0, 1, 0, 2, 1, 2, 3, 0, 1]  # the place in its group

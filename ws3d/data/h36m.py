@@ -48,7 +48,9 @@ def load_mmpose(npz_path: str | os.PathLike, cameras_path: str | os.PathLike | N
             (MMPose keeps it in ``annotation_body3d/`` and the npz in ``annotation_body3d/fps10/``).
 
     Views of one frame (same subject, action and frame, different camera) share a
-    ``group``; R, t are the calibrated extrinsics (``extrinsics_known`` True).
+    ``group``; R, t are the calibrated extrinsics (``extrinsics_known`` True). The
+    calibration is per subject, so each subject's four cameras are a ``rig``, and
+    ``camera`` is the camera id's place among the file's sorted ids.
     """
     npz_path = require_file(Path(npz_path))
     if cameras_path is None:
@@ -64,7 +66,9 @@ def load_mmpose(npz_path: str | os.PathLike, cameras_path: str | os.PathLike | N
             raise InputError(f"{npz_path}: field {key!r} has {len(ann[key])} rows but 'imgname' has {n}")
     cameras = read_input(cameras_path, lambda p: pickle.loads(p.read_bytes()), "cameras pickle")
     K, R, t, groups = np.zeros((n, 3, 3)), np.zeros((n, 3, 3)), np.zeros((n, 3)), {}
-    group = np.zeros(n, np.int64)
+    group, rig, camera = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
+    subjects = sorted({s for s, _ in cameras})
+    camera_ids = sorted({c for _, c in cameras})
     for i, name in enumerate(ann["imgname"].astype(str)):
         match = _CAMERA_IN_NAME.search(name)
         if match is None:
@@ -82,6 +86,7 @@ def load_mmpose(npz_path: str | os.PathLike, cameras_path: str | os.PathLike | N
         t[i] = -R_world.T @ (np.asarray(cam["T"], np.float64).ravel() * 1000.0)
         frame_key = name.replace(f".{match.group(1)}", "").rsplit("/", 1)[-1]
         group[i] = groups.setdefault(frame_key, len(groups))
+        rig[i], camera[i] = subjects.index(key[0]), camera_ids.index(key[1])  # the calibration is per subject
     return {
         "image": ann["imgname"].astype(str),
         "uv": ann["part"][..., :2].astype(np.float32),
@@ -91,6 +96,8 @@ def load_mmpose(npz_path: str | os.PathLike, cameras_path: str | os.PathLike | N
         "K": K.astype(np.float32),
         "joints_cam": (ann["S"][..., :3] * 1000.0).astype(np.float32),
         "group": group,
+        "rig": rig,
+        "camera": camera,
         "R": R.astype(np.float32),
         "t": t.astype(np.float32),
         "extrinsics_known": np.ones(n, bool),
@@ -108,7 +115,8 @@ def load_multiview_labels(path: str | os.PathLike, image_folder: str = MULTIVIEW
                           box_margin: float = MULTIVIEW_BOX_MARGIN) -> dict[str, np.ndarray]:  # fmt: skip
     """Read learnable-triangulation's Human3.6M multi-view labels (.npy).
 
-    One group per table row; one view per camera with a non-empty box. Image paths follow
+    One group per table row; one view per camera with a non-empty box; each subject's
+    cameras a rig (the calibration is per subject). Image paths follow
     that project's layout ``S1/Directions-1/{image_folder}/54138969/img_000001.jpg``. uv is
     the pinhole projection of the labels' 3D joints, which matches the *undistorted*
     frames (``imageSequence-undistorted``, made by that project's undistortion script), so
@@ -147,7 +155,7 @@ def load_multiview_labels(path: str | os.PathLike, image_folder: str = MULTIVIEW
             f"{path}: field 'table.bbox_by_camera_tlbr' has {table['bbox_by_camera_tlbr'].shape[1]} cameras "
             f"but 'camera_names' lists {len(camera_names)}"
         )
-    rows = {k: [] for k in ("image", "uv", "centre", "side", "K", "joints_cam", "group", "R", "t")}
+    rows = {k: [] for k in ("image", "uv", "centre", "side", "K", "joints_cam", "group", "rig", "camera", "R", "t")}
     for g, shot in enumerate(table):
         world, _ = remap_joints(shot["keypoints"].astype(np.float64), MULTIVIEW_TO_WS3D)
         for c, camera in enumerate(camera_names):
@@ -166,6 +174,8 @@ def load_multiview_labels(path: str | os.PathLike, image_folder: str = MULTIVIEW
             rows["K"].append(K)
             rows["joints_cam"].append(joints_cam)
             rows["group"].append(g)
+            rows["rig"].append(int(shot["subject_idx"]))  # the calibration is per subject
+            rows["camera"].append(c)
             rows["R"].append(R)
             rows["t"].append(t)
     n = len(rows["image"])

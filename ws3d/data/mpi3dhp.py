@@ -80,7 +80,8 @@ def frame_path(subject: int, sequence: int, camera: int, frame: int) -> str:
 
 def load_train_sequence(root: str | os.PathLike, subject: int, sequence: int, cameras: list[int] | None = None,
                         every: int = 10) -> dict[str, np.ndarray]:  # fmt: skip
-    """One training sequence as a multi-view record set (one group per frame).
+    """One training sequence as a multi-view record set (one group per frame, one rig whose
+    cameras are the data set's camera indices).
 
     Args:
         root: the data set root (holding ``S1`` ... ``S8``).
@@ -108,7 +109,7 @@ def load_train_sequence(root: str | os.PathLike, subject: int, sequence: int, ca
         raise MissingFileError(f"{folder / 'imageFrames'}: no camera's frame folder (video_0, video_1, ...) exists; "
                                "extract the frames of imageSequence/video_*.avi there")  # fmt: skip
     cameras = present if cameras is None else cameras
-    rows = {k: [] for k in ("image", "uv", "K", "joints_cam", "R", "t", "frame")}
+    rows = {k: [] for k in ("image", "uv", "K", "joints_cam", "R", "t", "frame", "camera")}
     annotated = dropped = 0
     for c in cameras:
         if not 0 <= c < len(K_all):
@@ -134,6 +135,7 @@ def load_train_sequence(root: str | os.PathLike, subject: int, sequence: int, ca
         rows["R"].append(np.broadcast_to(E_all[c, :3, :3], (len(frames), 3, 3)))
         rows["t"].append(np.broadcast_to(E_all[c, :3, 3], (len(frames), 3)))
         rows["frame"].append(frames)
+        rows["camera"].append(np.full(len(frames), c, np.int64))
     if not rows["image"]:
         raise MissingFileError(f"{folder / 'imageFrames'}: none of the annotated frames has an image")
     if dropped:
@@ -144,6 +146,8 @@ def load_train_sequence(root: str | os.PathLike, subject: int, sequence: int, ca
         out[key] = np.concatenate(rows[key]).astype(np.float32)
     frame = np.concatenate(rows["frame"])
     out["group"] = np.unique(frame, return_inverse=True)[1].astype(np.int64)
+    out["rig"] = np.zeros(len(frame), np.int64)  # the sequence's cameras stayed put (concat_records keeps rigs apart)
+    out["camera"] = np.concatenate(rows["camera"])
     out["vis"] = np.ones(out["uv"].shape[:2], np.uint8)
     out["centre"], out["side"] = box_of(out["uv"], out["vis"])
     out["extrinsics_known"] = np.ones(len(frame), bool)

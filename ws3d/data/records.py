@@ -4,7 +4,9 @@ A record set is a dict of numpy arrays with N rows, the fields that
 :mod:`ws3d.data.schema` lists for ``records``: ``image`` (N,) str paths relative to the
 data set root, ``uv``, ``vis`` (0 for joints the data set lacks or does not label), the
 person box ``centre`` / ``side``, ``K`` and ``has_K``, ``joints_cam`` (NaN where unknown),
-and for multi-view sets ``group``, ``R``, ``t`` and ``extrinsics_known``.
+and for multi-view sets ``group``, ``rig``, ``camera``, ``R``, ``t`` and ``extrinsics_known``
+(a set without ``rig`` and ``camera`` gets each group as a rig of its own:
+:func:`ws3d.data.schema.with_rigs`).
 
 Unknown intrinsics are decided here, once: a loader leaves K NaN where its source has
 none (MPII), and :func:`with_cameras` (run on every record set a RecordDataset wraps or
@@ -25,7 +27,7 @@ import numpy as np
 import torch
 
 from ws3d.camera import intrinsics
-from ws3d.data.schema import RECORDS, check_stored, require
+from ws3d.data.schema import RECORDS, check_stored, require, with_rigs
 from ws3d.data.transforms import person_box
 from ws3d.errors import InputError, MissingFileError
 from ws3d.skeleton import JOINTS, NUM_JOINTS
@@ -73,7 +75,7 @@ class RecordDataset(torch.utils.data.Dataset):
 
     def __init__(self, records: dict[str, np.ndarray], root: str | os.PathLike,
                  where: str | os.PathLike = "record set"):  # fmt: skip
-        self.arrays, self.root = with_cameras(records, where), Path(root)
+        self.arrays, self.root = with_rigs(with_cameras(records, where)), Path(root)
 
     def __len__(self) -> int:
         return len(self.arrays["image"])
@@ -107,16 +109,17 @@ def with_cameras(records: dict[str, np.ndarray], where: str | os.PathLike = "rec
 
 
 def concat_records(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """One record set from several with the same fields; ``group`` ids are offset so that
-    groups of different parts stay apart."""
+    """One record set from several with the same fields; ``group`` and ``rig`` ids are
+    offset so that groups and rigs of different parts stay apart."""
     keys = set(parts[0])
     if any(set(p) != keys for p in parts):
         raise InputError("record sets with different fields cannot be joined: " + " vs ".join(
             str(sorted(p)) for p in parts))  # fmt: skip
     out = {k: np.concatenate([p[k] for p in parts]) for k in keys}
-    if "group" in keys:
-        offsets = np.cumsum([0] + [int(p["group"].max()) + 1 if len(p["group"]) else 0 for p in parts[:-1]])
-        out["group"] = np.concatenate([p["group"] + o for p, o in zip(parts, offsets, strict=True)])
+    for ids in ("group", "rig"):
+        if ids in keys:
+            offsets = np.cumsum([0] + [int(p[ids].max()) + 1 if len(p[ids]) else 0 for p in parts[:-1]])
+            out[ids] = np.concatenate([p[ids] + o for p, o in zip(parts, offsets, strict=True)])
     return out
 
 
@@ -132,7 +135,7 @@ def require_images(records: dict[str, np.ndarray], root: Path, where: str | os.P
 def save_records(path: str | os.PathLike, records: dict[str, np.ndarray], root: str | os.PathLike) -> None:
     """Write a record set and its image root (stored absolute) to an .npz, atomically."""
     path, root = Path(path), Path(root).resolve()
-    records = with_cameras(records, path)
+    records = with_rigs(with_cameras(records, path))
     check_stored(records, RECORDS, "group" in records, path)
     if not root.is_dir():
         raise MissingFileError(f"{root}: no such folder (the images' root)")

@@ -57,6 +57,10 @@ FIELDS: dict[str, Field] = {
     "activity": _f((), np.int8, "meta", (SHARDS,), doc="index into ws3d.data.poses.ACTIVITIES"),
     "group": _f((), np.int64, "group", multi_view=True, doc="id of the group of views of one person"),
     "view": _f((), np.int8, "group", (SHARDS,), True, doc="index of the view within its group"),
+    "rig": _f((), np.int64, "group", multi_view=True,
+              doc="id of the rig that filmed the view: cameras that stay put from group to group (where they "
+                  "move, every group is a rig of its own)"),
+    "camera": _f((), np.int64, "group", multi_view=True, doc="which camera of its rig took the view"),
     "R": _f((3, 3), np.float32, "extrinsics", multi_view=True, doc="world-to-camera rotation"),
     "t": _f((3,), np.float32, "3d", multi_view=True, doc="world-to-camera translation, mm (carries the true scale)"),
     "extrinsics_known": _f((), np.bool_, "extrinsics", multi_view=True, doc="whether training may use R (WS+R)"),
@@ -107,6 +111,26 @@ def check_stored(arrays, form: str, multi_view: bool, where: str | os.PathLike, 
     shapes = {k: f.shape for k, f in stored_fields(form, multi_view).items()}
     shapes["image"] = (image_size, image_size, 3) if form == SHARDS else ()
     require(arrays, shapes, where)
+
+
+def with_rigs(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A multi-view set with ``rig`` and ``camera``. A set from before they existed gets what
+    it always meant: each group a rig of its own, each view (its ``view``, else its place in
+    the group) a camera of its own. Anything else passes through unchanged."""
+    out = dict(arrays)
+    if "group" not in arrays or ("rig" in arrays and "camera" in arrays):
+        return out
+    group = np.asarray(arrays["group"]).astype(np.int64)
+    if "view" in arrays:
+        camera = np.asarray(arrays["view"]).astype(np.int64)
+    else:  # the row's place among its group's rows
+        order = np.argsort(group, kind="stable")
+        starts = np.r_[0, np.flatnonzero(np.diff(group[order])) + 1]
+        place = np.arange(len(group)) - np.repeat(starts, np.diff(np.r_[starts, len(group)]))
+        camera = np.empty(len(group), np.int64)
+        camera[order] = place
+    out["rig"], out["camera"] = group, camera
+    return out
 
 
 def digest_arrays(arrays: Mapping[str, np.ndarray]) -> str:

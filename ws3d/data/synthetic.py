@@ -41,7 +41,7 @@ from ws3d.data.domains import CAMERA_HEIGHT_MM, DOMAINS, activity, degrade, dres
 from ws3d.data.poses import ACTIVITIES, make_subject, sample_person
 from ws3d.data.render import background, draw_person, occlude
 from ws3d.data.rigs import RIGS, sample_rig
-from ws3d.data.schema import FIELDS, SHARDS, check_stored, stored_fields
+from ws3d.data.schema import FIELDS, SHARDS, check_stored, stored_fields, with_rigs
 from ws3d.data.transforms import crop_affine, inside_crop, person_box
 from ws3d.errors import InputError, MissingFileError, read_input
 from ws3d.progress import progress_bar
@@ -151,8 +151,8 @@ def render_group(cfg: SynthConfig, group: int, views: int, rig: str, only_view: 
             "K": K, "uv": uv, "vis": vis, "joints_cam": joints_cam,
             "subject": subject.subject_id, "activity": ACTIVITIES.index(posed),
         }  # fmt: skip
-        if cfg.split == "mv":
-            sample.update(group=group, view=v, R=R[v], t=t[v], extrinsics_known=rig == "h36m")
+        if cfg.split == "mv":  # these rigs are drawn afresh for every group: each group is a rig of its own
+            sample.update(group=group, view=v, rig=group, camera=v, R=R[v], t=t[v], extrinsics_known=rig == "h36m")
         sample["has_K"] = True
         samples.append({k: np.asarray(x, dtype=_dtype(k)) for k, x in sample.items()})
     return samples
@@ -262,9 +262,10 @@ class ShardDataset(torch.utils.data.Dataset):
             if not path.is_file():
                 raise MissingFileError(f"{path}: shard listed in {meta_path.name} is missing")
             with read_input(path, np.load, "shard .npz") as shard:
-                check_stored(shard, SHARDS, split == "mv", path, image_size=self.meta["size"])
-                for field in expected:
-                    parts[field].append(shard[field])
+                arrays = with_rigs({k: shard[k] for k in shard.files})  # shards from before rig ids load too
+            check_stored(arrays, SHARDS, split == "mv", path, image_size=self.meta["size"])
+            for field in expected:
+                parts[field].append(arrays[field])
         self.arrays = {k: np.concatenate(v) for k, v in parts.items()}
         self.arrays["has_K"] = np.ones(len(self.arrays["image"]), bool)  # rendered: always known
         if len(self.arrays["image"]) != self.meta["n"]:
