@@ -18,11 +18,11 @@ def test_defaults_are_the_papers_values():
 def test_yaml_then_overrides(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("run_dir: runs/x\ntrain: {stage: weak, init: a.pt, steps: 50}\nloss:\n  alpha: 3\n")
-    cfg = load_config(path, ["train.steps=70", "model.pretrained=w.pth", "data.known_extrinsics=true", "loss.psi=1",
+    cfg = load_config(path, ["train.steps=70", "model.pretrained=w.pth", "data.rotations=known", "loss.psi=1",
                              "train.lr=2e-4"])  # fmt: skip
     assert cfg.run_dir == "runs/x" and cfg.train.stage == "weak" and cfg.train.init == "a.pt"
     assert cfg.train.steps == 70 and cfg.loss.alpha == 3.0 and isinstance(cfg.loss.alpha, float)
-    assert cfg.model.pretrained == "w.pth" and cfg.data.known_extrinsics is True and cfg.loss.psi == 1.0
+    assert cfg.model.pretrained == "w.pth" and cfg.data.rotations == "known" and cfg.loss.psi == 1.0
     assert cfg.train.lr == 2e-4  # YAML 1.1 reads 2e-4 as a string; a float key takes it
     assert from_dict(cfg.to_dict()) == cfg  # what checkpoints store reads back the same
 
@@ -38,7 +38,8 @@ def test_yaml_then_overrides(tmp_path):
         ("", ["train.stage=finetune"], r"train.stage must be one of"),
         ("", ["train.stage=weak"], r"needs train.init"),
         ("", ["data.size=100"], r"data.size must be a multiple of 32"),
-        ("", ["data.known_extrinsics=1"], r"'data.known_extrinsics' must be bool"),
+        ("", ["data.rotations=true"], r"'data.rotations' must be str"),
+        ("", ["data.rotations=calibrated"], r"data.rotations must be one of \('group', 'rig', 'known'\)"),
         ("", ["data.mv_labels=gt"], r"data.mv_labels must be one of \('pseudo', 'consistent', .*\), got 'gt'"),
         ("", ["loss.objective=mine"], r"loss.objective must be one of \('triangulated', 'paper'\), got 'mine'"),
         ("train: [1, 2]\n", [], r"must be int|unknown config key 'train'"),
@@ -72,6 +73,9 @@ def test_a_checkpoint_written_before_a_rename_reads_the_new_key():
     saved["data"]["pseudo_labels"] = False  # its old name and meaning: no 2D labels on the multi-view images
     assert from_dict(saved).data.mv_labels == "none"
     assert resume_conflicts(saved, load_config(None, ["train.steps=100", "data.mv_labels=none"])) == []
+    del saved["data"]["rotations"]
+    saved["data"]["known_extrinsics"] = True  # WS+R before data.rotations
+    assert from_dict(saved).data.rotations == "known"
 
 
 def test_a_checkpoint_older_than_a_key_resumes_with_its_default():

@@ -81,7 +81,7 @@ def test_each_stage_lowers_its_loss_on_a_fixed_batch(stage, objective, data, pre
 @pytest.mark.parametrize("labels", ["pseudo", "consistent", "given", "none"])
 def test_weak_batches_carry_no_3d_labels(labels, extrinsics, data, pretrained, tmp_path):
     cfg = _config(data, tmp_path, "weak", pretrained, f"data.mv_labels={labels}",
-                  f"data.known_extrinsics={str(extrinsics).lower()}")  # fmt: skip
+                  f"data.rotations={'known' if extrinsics else 'group'}")  # fmt: skip
     _, dataset, sampler, _ = build(cfg)
     mv = collate_mixed([dataset[i] for i in next(iter(sampler))])["mv"]
     views = dataset.multi_view.views

@@ -49,9 +49,9 @@ class Setting:
 
 SETTINGS = {
     "FS": Setting(("train.stage=full",), "yes", "yes", "-", "fully supervised baseline"),
-    "WS+R": Setting(("data.mv_labels=given", "data.known_extrinsics=true"), "no", "yes", "true"),
+    "WS+R": Setting(("data.mv_labels=given", "data.rotations=known"), "no", "yes", "true"),
     "WS": Setting(("data.mv_labels=given",), "no", "yes", "estimated"),
-    "WS+R-no2D": Setting(("data.known_extrinsics=true",), "no", "pseudo-labels only", "true"),
+    "WS+R-no2D": Setting(("data.rotations=known",), "no", "pseudo-labels only", "true"),
     "WS-no2D": Setting((), "no", "pseudo-labels only", "estimated", "ws3d's default objective"),
     # The rows below train the 2D network too (the weak config freezes it): the paper does,
     # and L_H on the multi-view images only acts through it.
@@ -78,7 +78,7 @@ SHIFT_SETTINGS = {
     "ST-1view": Setting((ADAPT, "data.mv_labels=pseudo"), "no", "pseudo-labels only", "estimated",
                         "single-view self-training: every confident pseudo-label, no multi-view check",
                         seeds=2),  # fmt: skip
-    "WS+R-no2D-adapt": Setting((ADAPT, "data.known_extrinsics=true"), "no", "pseudo-labels only", "true"),
+    "WS+R-no2D-adapt": Setting((ADAPT, "data.rotations=known"), "no", "pseudo-labels only", "true"),
     "WS-no2D-paper": Setting(("loss.objective=paper", "data.mv_labels=pseudo", ADAPT), "no", "pseudo-labels only",
                              "estimated", "the paper's exact objective"),  # fmt: skip
 }

@@ -1,6 +1,6 @@
 """The ``ws3d`` command.
 
-    ws3d data synth --out DIR --split {2d,mv,test} --n N [--size S] [--seed K] [--rig h36m|orbit|mixed]
+    ws3d data synth --out DIR --split {2d,mv,test} --n N [--size S] [--seed K] [--rig h36m|orbit|mixed|studio]
     ws3d data sheet DIR [--split SPLIT] [--out FILE] [--count N]
     ws3d data tracklets DETECTIONS --out FILE [--images DIR] [--focal F] [--min-length 5]
     ws3d data records {mpii,h36m,h36m-multiview,3dhp-train,3dhp-test} SOURCE --out FILE [--images DIR] ...
@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--n", type=int, required=True, help="number of images (mv: all views of all groups)")
     synth.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--rig", default="mixed", choices=["h36m", "orbit", "mixed"])
+    synth.add_argument("--rig", default="mixed", choices=["h36m", "orbit", "mixed", "studio"])
     synth.add_argument("--domain", default="source", help="source (the default: in-the-wild 2D data), target (one "
                        "capture setting), or target-FACTOR for one of its factors alone (ws3d/data/domains.py)")
     synth.add_argument("--workers", type=int, default=os.cpu_count(), help="render processes (default: all cores)")

@@ -23,6 +23,7 @@ from ws3d.errors import InputError, MissingFileError
 STAGES = ("pretrain2d", "weak", "full")
 MV_LABELS = ("pseudo", "consistent", "given", "none")
 OBJECTIVES = ("triangulated", "paper")
+ROTATIONS = ("group", "rig", "known")
 BACKBONES = ("small", "hrnet_w32")  # built by ws3d/model/pose_net.py
 
 
@@ -50,7 +51,12 @@ class DataConfig:
     # exists: seen by another view, fitted within 8 px); "given": the data set's own 2D labels;
     # "none": no L_H on them (the triangulation still uses the pseudo-labels).
     mv_labels: str = "consistent"
-    known_extrinsics: bool = False  # weak stage: R from the cameras where known ("WS+R")
+    # Weak stage: where the triangulation's camera rotations come from. "group": estimated
+    # from each group's own 2D joints (the in-the-wild case); "rig": from the calibration of
+    # each rig, pooled over all its groups (ws3d.multiview.calibrate_rig on the same 2D
+    # joints; groups whose rig is only themselves fall back to "group"); "known": the
+    # cameras' true rotations where extrinsics_known ("WS+R").
+    rotations: str = "group"
     eval_images: int = 1000  # images validated on during training (0: none): see trainer.validation_split
 
 
@@ -176,7 +182,8 @@ def resume_conflicts(saved: dict, cfg: Config) -> list[str]:
 
 
 # Keys that checkpoints made before a rename still carry: old key -> (new key, value map).
-RENAMED = {"data.pseudo_labels": ("data.mv_labels", {True: "pseudo", False: "none"})}
+RENAMED = {"data.pseudo_labels": ("data.mv_labels", {True: "pseudo", False: "none"}),
+           "data.known_extrinsics": ("data.rotations", {True: "known", False: "group"})}  # fmt: skip
 
 
 def _renamed(flat: dict) -> dict:
@@ -235,6 +242,7 @@ def validate(cfg: Config) -> None:
         (m.backbone in BACKBONES, f"model.backbone must be one of {BACKBONES}, got {m.backbone!r}"),
         (d.mv_labels in MV_LABELS, f"data.mv_labels must be one of {MV_LABELS}, got {d.mv_labels!r}"),
         (cfg.loss.objective in OBJECTIVES, f"loss.objective must be one of {OBJECTIVES}, got {cfg.loss.objective!r}"),
+        (d.rotations in ROTATIONS, f"data.rotations must be one of {ROTATIONS}, got {d.rotations!r}"),
         (t.device in ("auto", "cpu", "cuda"), f"train.device must be auto, cpu or cuda, got {t.device!r}"),
         (t.steps > 0, f"train.steps must be positive, got {t.steps}"),
         (0 < t.lr_drop_at <= 1, f"train.lr_drop_at must be within (0, 1], got {t.lr_drop_at}"),

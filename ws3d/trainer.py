@@ -6,7 +6,7 @@
   psi L_z against depths triangulated from those 2D joints (``loss.objective=
   triangulated``, ws3d's default, :mod:`ws3d.multiview`) or the paper's alpha L_MC +
   beta_B L_B (``loss.objective=paper``). No 3D label and no camera pose is used, unless
-  ``data.known_extrinsics`` asks for the true rotations ("WS+R"). The labels and targets
+  ``data.rotations=known`` asks for the true rotations ("WS+R"). The labels and targets
   are made (and cached) by :mod:`ws3d.weak_data`.
 * ``full``: the fully supervised baseline: the same images, L_H + psi L_z with the
   multi-view images' 3D labels.

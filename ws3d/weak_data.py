@@ -25,13 +25,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ws3d import multiview
+from ws3d import multiview, rig_calibration
 from ws3d.data.schema import names
 from ws3d.evaluate import predict_dataset
 from ws3d.skeleton import MEAN_BONE_LENGTHS_MM
 
 # Bump when the code behind a cache changes what it computes: older caches are then remade.
 CACHE_VERSION = 2
+MIN_RIG_GROUPS = 10  # a rig calibrated from fewer groups is left to the per-group solve
+Rotations = tuple[np.ndarray, np.ndarray]  # R (N, 3, 3) world-to-camera per view, known (N,) bool: R applies
 
 
 class Unlabelled(Dataset):
@@ -39,12 +41,15 @@ class Unlabelled(Dataset):
 
     uv (N, J, 2), vis (N, J): the 2D labels to use (None: none, all joints unlabelled).
     depth: (N, J) triangulated relative depths and depth_weight (N, J), or None.
-    R (world-to-camera rotation) and extrinsics_known are kept only for WS+R.
+    rotations: ``R`` (N, 3, 3) and ``extrinsics_known`` (N,) to give the views in place of
+    the stored camera rotations, which are stripped too (None: no rotation at all). WS+R
+    gives the true ones; ``data.rotations=rig`` its rigs' calibrated ones.
     """
 
-    def __init__(self, views: Dataset, uv: np.ndarray | None, vis: np.ndarray | None, extrinsics: bool,
-                 depth: np.ndarray | None = None, depth_weight: np.ndarray | None = None):  # fmt: skip
-        self.views, self.uv, self.vis, self.extrinsics = views, uv, vis, extrinsics
+    def __init__(self, views: Dataset, uv: np.ndarray | None, vis: np.ndarray | None,
+                 rotations: Rotations | None, depth: np.ndarray | None = None,
+                 depth_weight: np.ndarray | None = None):  # fmt: skip
+        self.views, self.uv, self.vis, self.rotations = views, uv, vis, rotations
         self.depth, self.depth_weight = depth, depth_weight
 
     def __len__(self) -> int:
@@ -52,8 +57,11 @@ class Unlabelled(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         sample = dict(self.views[i])
-        for k in names("3d") + (() if self.extrinsics else names("extrinsics")):
+        for k in names("3d") + names("extrinsics"):
             sample.pop(k, None)
+        if self.rotations is not None:
+            sample["R"] = np.asarray(self.rotations[0][i], np.float32)
+            sample["extrinsics_known"] = np.asarray(self.rotations[1][i], bool)
         J = sample["uv"].shape[0]
         sample["uv"] = self.uv[i] if self.uv is not None else np.zeros((J, 2), np.float32)
         sample["vis"] = self.vis[i] if self.vis is not None else np.zeros(J, np.uint8)
@@ -124,26 +132,87 @@ def pseudo_labels(model, views: Dataset, views_digest: str, size: int, threshold
     return pred["uv"], vis
 
 
-def triangulated_depths(views: Dataset, uv: np.ndarray, vis: np.ndarray, extrinsics: bool,
-                        cache: Path) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def rig_rotations(arrays: dict[str, np.ndarray], uv: np.ndarray, vis: np.ndarray) -> Rotations:
+    """Each view's camera rotation from its rig's calibration: R (N, 3, 3) world-to-camera
+    in the frame of the rig's first camera, and found (N,) bool.
+
+    Every rig that films at least MIN_RIG_GROUPS groups with two or more cameras is
+    calibrated from its views' 2D joints ``uv`` (N, J, 2) where ``vis`` (N, J)
+    (:func:`ws3d.multiview.calibrate_rig`). A view's pixels belong to its crop, whose
+    intrinsics change with the crop: they are taken to rays and back to pixels of one
+    nominal camera per physical camera (its crops' median focal length, no offset), so
+    that a rig's camera keeps one K. Other views (rigs of one group, cameras that moved)
+    keep found False and their group's own rotations.
+    """
+    N = len(uv)
+    R, found = np.tile(np.eye(3), (N, 1, 1)), np.zeros(N, bool)
+    rig, camera, group, K = arrays["rig"], arrays["camera"], arrays["group"], arrays["K"].astype(np.float64)
+    h = np.concatenate([uv, np.ones_like(uv[..., :1])], -1).astype(np.float64)
+    rays = np.einsum("nab,njb->nja", np.linalg.inv(K), h)
+    focal = (K[:, 0, 0] + K[:, 1, 1]) / 2
+    for r in np.unique(rig):
+        rows = np.flatnonzero(rig == r)
+        frames, f = np.unique(group[rows], return_inverse=True)
+        cameras, c = np.unique(camera[rows], return_inverse=True)
+        if len(frames) < MIN_RIG_GROUPS or len(cameras) < 2:
+            continue
+        nominal = np.array([np.median(focal[rows[c == k]]) for k in range(len(cameras))])
+        pixels = np.zeros((len(frames), len(cameras), uv.shape[1], 2))
+        weights = np.zeros((len(frames), len(cameras), uv.shape[1]))
+        pixels[f, c] = nominal[c, None, None] * rays[rows, :, :2] / rays[rows, :, 2:]
+        weights[f, c] = vis[rows]
+        K_nominal = np.stack([np.diag([n, n, 1.0]) for n in nominal])
+        try:
+            result = multiview.calibrate_rig(pixels, weights, K_nominal)
+        except ValueError as error:
+            print(f"rig {r}: not calibrated ({error}); its groups keep their own rotations")
+            continue
+        R[rows], found[rows] = result.R.numpy()[c], True
+        print(f"rig {r}: {len(cameras)} cameras calibrated from {len(frames)} groups; median reprojection error "
+              f"{np.median(result.reprojection_px.numpy()):.1f} px of the nominal cameras, inliers "
+              f"{np.median(result.inlier_share.numpy()):.0%}")  # fmt: skip
+    return R, found
+
+
+def camera_rotations(arrays: dict[str, np.ndarray], uv: np.ndarray, vis: np.ndarray,
+                     rotations: str) -> Rotations | None:  # fmt: skip
+    """What ``data.rotations`` gives the triangulation: (R (N, 3, 3), known (N,)) or None
+    (every group estimates its own): "known" the stored true rotations where
+    extrinsics_known, "rig" :func:`rig_rotations`, "group" None."""
+    if rotations == "known":
+        return arrays["R"], arrays["extrinsics_known"]
+    if rotations == "rig":
+        return rig_rotations(arrays, uv, vis)
+    return None
+
+
+def triangulated_depths(views: Dataset, uv: np.ndarray, vis: np.ndarray, rotations: str,
+                        cache: Path) -> tuple[np.ndarray, np.ndarray, Rotations | None]:  # fmt: skip
     """Relative-depth targets (N, J) and their weights (N, J) for the multi-view images,
     triangulated from the 2D joints ``uv`` (N, J, 2) seen where ``vis`` (N, J)
-    (:func:`ws3d.multiview.depth_targets`; the true rotations where ``extrinsics``, WS+R).
-    Cached in ``cache`` under a digest of the inputs, the solver's constants and the mean
-    bone lengths."""
+    (:func:`ws3d.multiview.depth_targets`), with the rotations ``data.rotations`` asks for
+    (:func:`camera_rotations`, returned third). Cached in ``cache`` under a digest of the
+    inputs, the solvers' constants and the mean bone lengths."""
     a = views.arrays
-    R, known = (a["R"], a["extrinsics_known"]) if extrinsics else (None, None)
     constants = (multiview.PIXEL_SCALE, multiview.BONE_TOLERANCE, multiview.ALLOW, multiview.CIRCLE,
-                 MEAN_BONE_LENGTHS_MM)  # fmt: skip
-    key = digest("depth", uv, vis, a["K"], a["group"], R, known, constants)
-    if (cached := _read_cache(cache, key, ("depth", "weight"))) is not None:
-        return cached
+                 MEAN_BONE_LENGTHS_MM, rotations)  # fmt: skip
+    if rotations == "rig":
+        rc = rig_calibration
+        constants += (MIN_RIG_GROUPS, rc.RANSAC_PX, rc.MIN_SCALE_PX, rc.ROUNDS, rc.BA_ITERS, rc.INLIER_SCALES)
+    stored = (a["R"], a["extrinsics_known"]) if rotations == "known" else (a["rig"], a["camera"])
+    key = digest("depth", uv, vis, a["K"], a["group"], *stored, constants)
+    if (cached := _read_cache(cache, key, ("depth", "weight", "R", "known"))) is not None:
+        depth, weight, R, known = cached
+        return depth, weight, None if rotations == "group" else (R, known)
     start = time.perf_counter()
+    cameras = camera_rotations(a, uv, vis, rotations)
+    R, known = cameras if cameras is not None else (None, None)
     out = multiview.depth_targets(uv, vis.astype(np.float64), a["K"], a["group"], R, known)
     print(f"triangulated {len(uv)} multi-view images in {time.perf_counter() - start:.0f} s: depth targets for "
           f"{out['weight'].mean():.0%} of their joints; {out['ok'].mean():.0%} of the views in solved groups")
-    _write_cache(cache, key, depth=out["z"], weight=out["weight"])
-    return out["z"], out["weight"]
+    empty = (np.zeros((0, 3, 3)), np.zeros(0, bool))
+    _write_cache(cache, key, depth=out["z"], weight=out["weight"], R=(cameras or empty)[0], known=(cameras or empty)[1])
+    return out["z"], out["weight"], cameras
 
 
 def multi_view_set(cfg, model, views: Dataset, views_digest: str, run_dir: Path, once) -> Unlabelled:
@@ -158,13 +227,15 @@ def multi_view_set(cfg, model, views: Dataset, views_digest: str, run_dir: Path,
         cache = run_dir / "pseudo_labels.npz"
         uv, vis = once(lambda: pseudo_labels(model, views, views_digest, d.size, L.pseudo_threshold, cache,
                                              progress=cfg.train.progress))  # fmt: skip
-    depth = weight = None
+    depth = weight = cameras = None
     if L.objective == "triangulated" or d.mv_labels == "consistent":
         cache = run_dir / "depth_targets.npz"
-        depth, weight = once(lambda: triangulated_depths(views, uv, vis, d.known_extrinsics, cache))
+        depth, weight, cameras = once(lambda: triangulated_depths(views, uv, vis, d.rotations, cache))
+    elif d.rotations != "group":  # the paper's objective still aligns views with the rotations asked for
+        cameras = camera_rotations(views.arrays, uv, vis, d.rotations)
     if d.mv_labels == "consistent":
         vis = vis * (weight > 0)
     if L.objective != "triangulated":
         depth = weight = None
     labelled = d.mv_labels != "none"
-    return Unlabelled(views, uv if labelled else None, vis if labelled else None, d.known_extrinsics, depth, weight)
+    return Unlabelled(views, uv if labelled else None, vis if labelled else None, cameras, depth, weight)

@@ -160,16 +160,17 @@ def forward_kinematics(angles: dict[str, float], bone_lengths: np.ndarray) -> np
     return P
 
 
-def sample_person(subject: Subject, rng: np.random.Generator, activity: str | None = None):
+def sample_person(subject: Subject, rng: np.random.Generator, activity: str | None = None,
+                  spread_mm: float = 300.0):  # fmt: skip
     """A posed person in the world frame: joints (17, 3) mm with the lowest ankle on the
-    floor, random heading and a position within 0.3 m of the origin.
+    floor, random heading and a position within ``spread_mm`` of the origin along x and z.
 
     Returns (joints_world, activity, heading) with the heading in radians about world y.
     """
     activity = activity if activity is not None else ACTIVITIES[rng.integers(len(ACTIVITIES))]
     body = forward_kinematics(sample_angles(activity, rng), subject.bone_lengths)
     heading = rng.uniform(-np.pi, np.pi)
-    return place(body, heading, rng.uniform(-300, 300, 2)), activity, heading
+    return place(body, heading, rng.uniform(-spread_mm, spread_mm, 2)), activity, heading
 
 
 def place(body: np.ndarray, heading: float, position: np.ndarray) -> np.ndarray:

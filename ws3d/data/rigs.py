@@ -3,8 +3,10 @@
 ``h36m``: four calibrated cameras around the person at chest height, 4-6 m away, about
 90 degrees apart (large baselines), like Human3.6M's studio. ``orbit``: one hand-held
 camera that walks 15-60 degrees around a static person in 2-8 steps (small baselines),
-like a MannequinChallenge video. Intrinsics vary per camera; the full frame is a
-virtual 1000 x 1000 sensor that the person-centred crop then cuts from.
+like a MannequinChallenge video. Both are drawn afresh for every group. Intrinsics vary
+per camera; the full frame is a virtual 1000 x 1000 sensor that the person-centred crop
+then cuts from. ``studio``: a few fixed rigs of 4-8 raised cameras (:func:`studio_cameras`)
+that film every group of theirs, people anywhere in the capture volume.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ from __future__ import annotations
 import numpy as np
 
 from ws3d.camera import intrinsics, look_at
+from ws3d.data.studio import sample_studio
 
-RIGS = ("h36m", "orbit", "mixed")
+RIGS = ("h36m", "orbit", "mixed", "studio")
+STUDIOS = 3  # the studio rig: how many studios the groups are filmed in
+STUDIO_CAMERAS = (4, 8)  # cameras per studio, both ends included
 FRAME = 1000  # side of the virtual full frame, pixels
 
 
@@ -68,3 +73,17 @@ def sample_rig(rig: str, views: int, person: np.ndarray, rng: np.random.Generato
         raise ValueError(f"unknown rig {rig!r}; expected 'h36m' or 'orbit'")
     K, R, t = (np.stack(x) for x in zip(*cams, strict=True))
     return K, R, t
+
+
+def studio_cameras(seed: int, studio: int, height_mm: tuple[float, float] | None = None):
+    """The fixed cameras of studio ``studio`` (0 .. STUDIOS - 1) of the data set with ``seed``:
+    4-8 of them (:func:`ws3d.data.studio.sample_studio`, raised ``height_mm`` above the floor;
+    None: 2.0-2.8 m). The same for every split, so that test people are filmed where the
+    multi-view footage was.
+
+    Returns:
+        K (C, 3, 3), R (C, 3, 3), t (C, 3) world-to-camera (mm).
+    """
+    rng = np.random.default_rng([seed, 0x57D10, studio])
+    cameras = int(rng.integers(STUDIO_CAMERAS[0], STUDIO_CAMERAS[1] + 1))
+    return sample_studio(rng, cameras, height_mm or (2000.0, 2800.0))

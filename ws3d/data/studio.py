@@ -27,16 +27,16 @@ VOLUME_RADIUS_MM = 1500.0  # people stay within this distance of the studio's ce
 WALK_MM_PER_S = 1000.0  # at most this far between the motion's key poses, one second apart
 
 
-def sample_studio(rng: np.random.Generator, cameras: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def sample_studio(rng: np.random.Generator, cameras: int, height_mm: tuple[float, float] = (2000.0, 2800.0)):
     """A rig of ``cameras`` raised cameras around the capture volume, looking at its centre.
 
-    Cameras stand about evenly around a circle of 3.5-5.5 m radius, 2.0-2.8 m above the
-    floor, aimed at a point about 1 m above the centre (within 0.3 m), with a focal
+    Cameras stand about evenly around a circle of 3.5-5.5 m radius, ``height_mm`` above
+    the floor, aimed at a point about 1 m above the centre (within 0.3 m), with a focal
     length of 1000-1600 px (a 62-88 degree horizontal field of view) and a roll within 3
     degrees.
 
     Returns:
-        K (C, 3, 3), R (C, 3, 3), t (C, 3) world-to-camera, mm.
+        K (C, 3, 3), R (C, 3, 3), t (C, 3) world-to-camera, mm (numpy float64).
     """
     if cameras < 2:
         raise ValueError(f"a studio needs at least 2 cameras, got {cameras}")
@@ -44,7 +44,7 @@ def sample_studio(rng: np.random.Generator, cameras: int) -> tuple[np.ndarray, n
     azimuths = start + 2 * np.pi * np.arange(cameras) / cameras + rng.uniform(-0.2, 0.2, cameras)
     Ks, Rs, ts = [], [], []
     for azimuth in azimuths:
-        radius, height = rng.uniform(3500, 5500), rng.uniform(2000, 2800)
+        radius, height = rng.uniform(3500, 5500), rng.uniform(*height_mm)
         centre = np.array([radius * np.sin(azimuth), -height, -radius * np.cos(azimuth)])
         target = np.array([0.0, -1000.0, 0.0]) + rng.uniform(-300, 300, 3)
         R, _ = look_at(centre, target)

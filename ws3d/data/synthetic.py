@@ -40,7 +40,7 @@ from ws3d.camera import affine_to_3x3, project, transform_points, world_to_camer
 from ws3d.data.domains import CAMERA_HEIGHT_MM, DOMAINS, activity, degrade, dress, room
 from ws3d.data.poses import ACTIVITIES, make_subject, sample_person
 from ws3d.data.render import background, draw_person, occlude
-from ws3d.data.rigs import RIGS, sample_rig
+from ws3d.data.rigs import RIGS, STUDIOS, sample_rig, studio_cameras
 from ws3d.data.schema import FIELDS, SHARDS, check_stored, stored_fields, with_rigs
 from ws3d.data.transforms import crop_affine, inside_crop, person_box
 from ws3d.errors import InputError, MissingFileError, read_input
@@ -54,6 +54,8 @@ TEST_SUBJECTS = range(100_000, 100_040)  # ... test from these, so test people a
 VAL_SUBJECTS = range(200_000, 200_040)  # ... and val from these: neither trained on nor tested
 _SUBJECTS = {"test": TEST_SUBJECTS, "val": VAL_SUBJECTS}
 FORMAT_VERSION = 1
+STUDIO_SPREAD_MM = 1200.0  # studio rig: people stand anywhere within this of the volume's centre (x and z)
+BOX_JITTER = 0.05  # studio multi-view crops: a detector's box, off by this share of its side (centre and side)
 
 @dataclass(frozen=True)
 class SynthConfig:
@@ -84,17 +86,22 @@ class SynthConfig:
 def group_layout(cfg: SynthConfig) -> tuple[np.ndarray, list[str]]:
     """Views per group and each group's rig. Outside mv every image is its own group.
 
-    mv groups: h36m 4 views, orbit 2-8; the last group is trimmed so the views add up
-    to exactly cfg.n, and no group is left with a single view.
+    mv groups: h36m 4 views, orbit 2-8, studio every camera of the group's studio (group
+    g is filmed in studio g % STUDIOS); the last group is trimmed so the views add up to
+    exactly cfg.n, and no group is left with a single view.
     """
     rng = np.random.default_rng([cfg.seed, _SPLIT_CODE[cfg.split], 0xA1])
     if cfg.split != "mv":
         rigs = rng.choice(["h36m", "orbit"], cfg.n) if cfg.rig == "mixed" else np.full(cfg.n, cfg.rig)
         return np.ones(cfg.n, np.int64), [str(r) for r in rigs]
     counts, rigs, total = [], [], 0
+    studio_views = [len(studio_cameras(cfg.seed, s)[0]) for s in range(STUDIOS)] if cfg.rig == "studio" else []
     while total < cfg.n:
         rig = cfg.rig if cfg.rig != "mixed" else ("h36m" if rng.random() < 0.5 else "orbit")
-        views = min(4 if rig == "h36m" else int(rng.integers(2, 9)), cfg.n - total)
+        if rig == "studio":
+            views = min(studio_views[len(counts) % STUDIOS], cfg.n - total)
+        else:
+            views = min(4 if rig == "h36m" else int(rng.integers(2, 9)), cfg.n - total)
         counts.append(views)
         rigs.append(rig)
         total += views
@@ -119,8 +126,16 @@ def render_group(cfg: SynthConfig, group: int, views: int, rig: str, only_view: 
     factors = DOMAINS[cfg.domain]
     domain_rng = np.random.default_rng([cfg.seed, code, group, 0xD0])
     subject = dress(factors, make_subject(pool[int(rng.integers(len(pool)))]), domain_rng)
-    world, posed, _ = sample_person(subject, rng, activity(factors, domain_rng))
-    K_full, R, t = sample_rig(rig, views, world, rng, CAMERA_HEIGHT_MM if "camera" in factors else None)
+    heights = CAMERA_HEIGHT_MM if "camera" in factors else None
+    if rig == "studio":  # fixed cameras, the person anywhere in the capture volume
+        studio = group % STUDIOS
+        world, posed, _ = sample_person(subject, rng, activity(factors, domain_rng), spread_mm=STUDIO_SPREAD_MM)
+        K_full, R, t = studio_cameras(cfg.seed, studio, heights)
+        cameras = np.arange(views) if cfg.split == "mv" else rng.integers(len(K_full), size=1)
+        K_full, R, t = K_full[cameras], R[cameras], t[cameras]
+    else:  # cameras drawn for this group, aimed at the person
+        world, posed, _ = sample_person(subject, rng, activity(factors, domain_rng))
+        K_full, R, t = sample_rig(rig, views, world, rng, heights)
     light = np.array([rng.uniform(-1, 1), -rng.uniform(0.6, 1.5), rng.uniform(-1, 1)])
     light /= np.linalg.norm(light)
     ambient = rng.uniform(0.25, 0.45)
@@ -131,13 +146,20 @@ def render_group(cfg: SynthConfig, group: int, views: int, rig: str, only_view: 
         joints_cam = world_to_camera(world, R[v], t[v])
         uv_full = project(joints_cam, K_full[v])
         centre, side = person_box(uv_full, np.ones(NUM_JOINTS))
+        if rig == "studio" and cfg.split == "mv":  # a person detector's box, not the true joints'
+            centre = centre + vrng.normal(0.0, BOX_JITTER * side, 2)
+            side = side * np.exp(vrng.normal(0.0, BOX_JITTER))
         if vrng.random() < cfg.truncation:
             angle = vrng.uniform(0, 2 * np.pi)
             centre = centre + vrng.uniform(0.2, 0.4) * side * np.array([np.cos(angle), np.sin(angle)])
         A = crop_affine(centre, side, cfg.size)
         K = affine_to_3x3(A) @ K_full[v]
         uv = transform_points(A, uv_full)
-        image = room(cfg.size, view_domain_rng) if "room" in factors else background(cfg.size, vrng)
+        if "room" in factors:  # a studio camera stays put: it sees one room, always the same
+            fixed = rig == "studio" and np.random.default_rng([cfg.seed, 0x57D10, studio, int(cameras[v])])
+            image = room(cfg.size, fixed or view_domain_rng)
+        else:
+            image = background(cfg.size, vrng)
         draw_person(image, joints_cam, K, subject, R[v] @ light, ambient)
         vis = inside_crop(uv, cfg.size)
         if vrng.random() < cfg.occlusion:
@@ -151,8 +173,10 @@ def render_group(cfg: SynthConfig, group: int, views: int, rig: str, only_view: 
             "K": K, "uv": uv, "vis": vis, "joints_cam": joints_cam,
             "subject": subject.subject_id, "activity": ACTIVITIES.index(posed),
         }  # fmt: skip
-        if cfg.split == "mv":  # these rigs are drawn afresh for every group: each group is a rig of its own
-            sample.update(group=group, view=v, rig=group, camera=v, R=R[v], t=t[v], extrinsics_known=rig == "h36m")
+        if cfg.split == "mv":  # h36m and orbit rigs are drawn for every group: each group is a rig of its own
+            rig_id, camera = (studio, int(cameras[v])) if rig == "studio" else (group, v)
+            sample.update(group=group, view=v, rig=rig_id, camera=camera, R=R[v], t=t[v],
+                          extrinsics_known=rig in ("h36m", "studio"))  # fmt: skip
         sample["has_K"] = True
         samples.append({k: np.asarray(x, dtype=_dtype(k)) for k, x in sample.items()})
     return samples
