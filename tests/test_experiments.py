@@ -90,3 +90,25 @@ def test_the_label_probe_corrects_independent_noise_and_labels_with_a_model(tmp_
     result = json.loads(model.read_text())
     assert result["views"] == 48 and 0 < result["candidates"]["consistent"]["coverage"] <= 1
     assert set(result["per_joint"]) >= {"l_wrist", "r_ankle"} and result["rigs"]["h36m"] > 0
+
+
+def test_the_rig_calibration_table_runs_its_rows_and_the_weak_stages_case(tmp_path):
+    """experiments/rig_calibration.py: a row of the fault table, and the studio rigs of a
+    rendered split calibrated from their crops' labels, true and pseudo."""
+    table = _load("rig_calibration")
+    assert table.main(["--seeds", "1", "--rows", "target", "streams up to 3 frames apart, searched",
+                       "--out", str(tmp_path)]) == 0  # fmt: skip
+    (result,) = tmp_path.glob("rig_calibration-cpu-*.json")
+    rows = json.loads(result.read_text())["rows"]
+    assert rows["target"]["rotation_median"] < 1.0 and rows["target"]["baseline_median"] < 2.0
+    assert rows["streams up to 3 frames apart, searched"]["offsets_right"] == "1 / 1"
+    root = tmp_path / "studio"
+    write_shards(SynthConfig("mv", 160, size=96, rig="studio", domain="target"), root, workers=1, progress=False)
+    checkpoint = ROOT / "train/checkpoints/synthetic_pretrain2d.pt"
+    assert table.main(["--labelled", str(root), str(checkpoint), "--out", str(tmp_path)]) == 0
+    (labelled,) = tmp_path.glob("rig_calibration_labels-cpu-*.json")
+    true, pseudo = json.loads(labelled.read_text())["rows"].values()
+    assert true["rigs"] == 3 and true["rotation_max"] < 1.0  # a dozen groups a rig suffice with exact joints
+    # The shipped source model's labels of the target: pooled over a rig, its rotations come
+    # out far closer than each group's own.
+    assert 0 < pseudo["labelled"] <= 1 and pseudo["rotation_median"] < 0.5 * pseudo["per_group_median"]

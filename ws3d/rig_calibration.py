@@ -39,6 +39,7 @@ ROUNDS = 4  # rounds of swap resolution and bundle adjustment
 BA_ITERS = 20  # Levenberg-Marquardt iterations per round
 INLIER_SCALES = 3.0  # a joint is an inlier within this many robust scales of its fit
 RANSAC_SAMPLES = 20000  # correspondences that RANSAC draws from (the rest are only more of the same)
+START_PAIRS = 3  # camera pairs a starting rig is tried from
 
 
 @dataclass(frozen=True)
@@ -159,31 +160,63 @@ def _aligned(uv: Tensor, w: Tensor, flip: Tensor, offsets: Tensor) -> tuple[Tens
 
 
 def _initial_rig(uv: Tensor, w: Tensor, K: Tensor) -> tuple[Tensor, Tensor]:
-    """Rotations and translations (unit baseline of the first pair) from two views and PnP."""
+    """Rotations and translations (unit baseline of the starting pair): from each of the
+    START_PAIRS camera pairs that share the most joints, two views and PnP; of those
+    starts, the one whose triangulated joints reproject best (Cauchy cost, RANSAC_PX).
+
+    One pair is not enough: people in a volume a few metres across, seen from 4-6 m, fill
+    a narrow field of view, where an essential matrix trades rotation for translation, and
+    noise plus a few outlier joints can tip it tens of degrees off.
+    """
     F, C, J, _ = uv.shape
     x = rays(uv, K)
     seen = w > 0
-    shared = torch.einsum("fcj,fdj->cd", seen.double(), seen.double())
-    shared.fill_diagonal_(-1)
-    a, b = divmod(int(shared.argmax()), C)
+    shared = torch.einsum("fcj,fdj->cd", seen.double(), seen.double()).triu(1)
+    order = shared.flatten().argsort(descending=True)[: min(START_PAIRS, C * (C - 1) // 2)]
+    best, failures = None, []
+    for index in order.tolist():
+        a, b = divmod(index, C)
+        try:
+            R, t = _rig_from_pair(x, uv, w, K, a, b)
+        except ValueError as error:
+            failures.append(str(error))
+            continue
+        X = _triangulate(x, w, R, t, K, uv, RANSAC_PX)
+        error = _reprojection(X, R, t, K, uv)
+        use = (w > 0) & torch.isfinite(error)
+        cost = float(torch.log1p((error[use] / RANSAC_PX).square()).mean()) if use.any() else np.inf
+        if best is None or cost < best[0]:
+            best = (cost, R, t)
+    if best is None:
+        raise ValueError("no camera pair gave a starting rig: " + "; ".join(failures))
+    return best[1], best[2]
+
+
+def _rig_from_pair(x: Tensor, uv: Tensor, w: Tensor, K: Tensor, a: int, b: int) -> tuple[Tensor, Tensor]:
+    """A starting rig from cameras a and b: their essential matrix (OpenCV's USAC, which
+    refines its model on the inliers, where plain RANSAC keeps a five-point minimal one),
+    the joints they triangulate, then every other camera by PnP (RANSAC, refined on its
+    inliers) from the joints the cameras placed so far triangulate. Camera 0 is the world."""
+    C = uv.shape[1]
+    seen = w > 0
     both = (seen[:, a] & seen[:, b]).reshape(-1)
     if both.sum() < 8:
-        raise ValueError(f"cameras {a} and {b}, the pair that shares the most joints, share {int(both.sum())}: "
-                         "a rig needs its cameras to see the same people")  # fmt: skip
+        raise ValueError(f"cameras {a} and {b} share {int(both.sum())} joints: a rig needs its cameras to see the "
+                         "same people")  # fmt: skip
     focal = float(K[:, [0, 1], [0, 1]].mean())
     pa, pb = (_sample(x[:, c].reshape(-1, 3)[both][:, :2]) for c in (a, b))
-    E, mask = cv2.findEssentialMat(pa, pb, np.eye(3), method=cv2.RANSAC, prob=0.9999, threshold=RANSAC_PX / focal)
+    E, mask = cv2.findEssentialMat(pa, pb, np.eye(3), method=cv2.USAC_ACCURATE, prob=0.9999,
+                                   threshold=RANSAC_PX / focal)  # fmt: skip
     if E is None:
         raise ValueError(f"no essential matrix between cameras {a} and {b}")
     _, R_ab, t_ab, _ = cv2.recoverPose(E[:3], pa, pb, np.eye(3), mask=mask)
     R = torch.eye(3, dtype=torch.float64).repeat(C, 1, 1)
     t = torch.zeros(C, 3, dtype=torch.float64)
-    R[b], t[b] = torch.from_numpy(R_ab), torch.from_numpy(t_ab[:, 0])
+    R[b], t[b] = torch.from_numpy(R_ab) @ R[a], torch.from_numpy(t_ab[:, 0])
     placed = torch.zeros(C, dtype=torch.bool)
     placed[[a, b]] = True
     while not placed.all():
-        weights = w * placed[None, :, None]
-        X = _triangulate(x, weights, R, t, K, uv, RANSAC_PX)
+        X = _triangulate(x, w * placed[None, :, None], R, t, K, uv, RANSAC_PX)
         ok = torch.isfinite(X).all(-1)  # (F, J)
         counts = torch.stack([(ok & seen[:, c]).sum() for c in range(C)]).masked_fill(placed, -1)
         c = int(counts.argmax())
@@ -192,19 +225,18 @@ def _initial_rig(uv: Tensor, w: Tensor, K: Tensor) -> tuple[Tensor, Tensor]:
             raise ValueError(f"camera {c} sees {int(use.sum())} of the joints the others triangulate: too few")
         objects = _sample(X.reshape(-1, 3)[use])
         images = _sample(x[:, c].reshape(-1, 3)[use][:, :2])
-        found, rvec, tvec, _ = cv2.solvePnPRansac(objects, images, np.eye(3), None, iterationsCount=2000,
-                                                  reprojectionError=RANSAC_PX / focal, confidence=0.9999,
-                                                  flags=cv2.SOLVEPNP_EPNP)  # fmt: skip
-        if not found:
+        found, rvec, tvec, inliers = cv2.solvePnPRansac(objects, images, np.eye(3), None, iterationsCount=2000,
+                                                        reprojectionError=RANSAC_PX / focal, confidence=0.9999,
+                                                        flags=cv2.SOLVEPNP_EPNP)  # fmt: skip
+        if not found or inliers is None or len(inliers) < 6:
             raise ValueError(f"camera {c} could not be placed from the joints the others triangulate")
+        inliers = inliers[:, 0]
+        rvec, tvec = cv2.solvePnPRefineLM(objects[inliers], images[inliers], np.eye(3), None, rvec, tvec)
         R[c] = torch.from_numpy(cv2.Rodrigues(rvec)[0])
         t[c] = torch.from_numpy(tvec[:, 0])
         placed[c] = True
-    # Camera 0's frame becomes the world.
     R0, t0 = R[0].clone(), t[0].clone()
-    R = R @ R0.T
-    t = t - torch.einsum("cab,b->ca", R, t0)
-    return R, t
+    return R @ R0.T, t - torch.einsum("cab,b->ca", R @ R0.T, t0)
 
 
 def _sample(points: Tensor) -> np.ndarray:
