@@ -33,7 +33,7 @@ import torch
 
 from ws3d.data.studio import DetectorFaults, detect, observe, sample_studio, studio_motion
 from ws3d.geometry import rotation_angle_deg
-from ws3d.multiview import calibrate_rig
+from ws3d.multiview import calibrate_rig, compare_rigs
 
 TARGET = DetectorFaults(noise_px=5.0, swap_rate=0.1, outlier_rate=0.05, missing_rate=0.1)
 
@@ -86,17 +86,11 @@ def run(name: str, seed: int) -> dict:
     start = time.perf_counter()
     result = calibrate_rig(uv, w, K, seed=seed, **settings)
     seconds = time.perf_counter() - start
-    R, t = torch.from_numpy(R), torch.from_numpy(t)
-    R_rel = R @ R[0].T
-    t_rel = t - torch.einsum("cab,b->ca", R_rel, t[0])
-    rotation = rotation_angle_deg(result.R @ R_rel.mT)[1:]
-    true_centres = -torch.einsum("cba,cb->ca", R_rel, t_rel)[1:]
-    centres = -torch.einsum("cba,cb->ca", result.R, result.t)[1:]
-    cos = (true_centres * centres).sum(-1) / (true_centres.norm(dim=-1) * centres.norm(dim=-1))
+    rotation, baseline, scale = compare_rigs(result.R, result.t, R, t)
     return {
         "rotation_deg": rotation.tolist(),
-        "baseline_deg": torch.rad2deg(torch.arccos(cos.clamp(-1, 1))).tolist(),
-        "scale_error": (centres.norm(dim=-1) / true_centres.norm(dim=-1) - 1).abs().tolist(),
+        "baseline_deg": baseline.tolist(),
+        "scale_error": (scale - 1).abs().tolist(),
         "inlier_share": result.inlier_share.tolist(),
         "offsets_right": None if offsets is None else bool((result.offsets.numpy() == offsets - offsets[0]).all()),
         "seconds": seconds,

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
+from scipy.spatial.transform import Rotation
 
 from ws3d.data.studio import DetectorFaults, detect, observe, sample_studio, studio_motion
-from ws3d.geometry import rotation_angle_deg
-from ws3d.multiview import calibrate_rig
+from ws3d.multiview import calibrate_rig, compare_rigs
 from ws3d.skeleton import MEAN_BONE_LENGTHS_MM
 
 CLEAN = DetectorFaults(noise_px=0.0, swap_rate=0.0, outlier_rate=0.0, missing_rate=0.0)
@@ -40,17 +40,23 @@ def _studio(seed, cameras=4, frames=200, offsets=None, **motion) -> Studio:
 
 
 def _errors(result, studio):
-    """Per camera 1.. (against camera 0, the world): rotation error and baseline direction
-    error in degrees, and the ratio of the baselines' lengths (the scale)."""
-    R, t = torch.from_numpy(studio.R), torch.from_numpy(studio.t)
-    R_rel = R @ R[0].T
-    t_rel = t - torch.einsum("cab,b->ca", R_rel, t[0])
-    rotation = rotation_angle_deg(result.R @ R_rel.mT)[1:]
-    true_centres = -torch.einsum("cba,cb->ca", R_rel, t_rel)[1:]
-    centres = -torch.einsum("cba,cb->ca", result.R, result.t)[1:]
-    cos = (true_centres * centres).sum(-1) / (true_centres.norm(dim=-1) * centres.norm(dim=-1))
-    baseline = torch.rad2deg(torch.arccos(cos.clamp(-1, 1)))
-    return rotation, baseline, centres.norm(dim=-1) / true_centres.norm(dim=-1)
+    """Per camera 1..: rotation and baseline direction errors (degrees), scale ratio."""
+    return compare_rigs(result.R, result.t, studio.R, studio.t)
+
+
+def test_compare_rigs_measures_a_known_perturbation_in_any_world_frame():
+    rng = np.random.default_rng(9)
+    _, R, t = sample_studio(rng, 3)
+    turn = Rotation.from_rotvec([0.0, np.deg2rad(2.0), 0.0]).as_matrix()  # 2 degrees about camera 1's y axis
+    R2, t2 = R.copy(), 1.5 * t  # the same rig at 1.5x the scale ...
+    R2[1] = turn @ R[1]  # ... with camera 1 turned about its own centre (its baseline stays)
+    t2[1] = turn @ t2[1]
+    world = Rotation.random(random_state=3).as_matrix()  # ... in another world frame
+    R2, t2 = R2 @ world.T, t2
+    rotation, baseline, scale = compare_rigs(R2, t2, R, t)
+    np.testing.assert_allclose(rotation.numpy(), [2.0, 0.0], atol=1e-9)
+    np.testing.assert_allclose(baseline.numpy(), [0.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(scale.numpy(), [1.5, 1.5], rtol=1e-12)
 
 
 def test_recovers_a_known_rig_exactly_from_exact_joints():

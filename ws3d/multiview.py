@@ -403,4 +403,4 @@ def depth_targets(uv: np.ndarray, w: np.ndarray, K: np.ndarray, group: np.ndarra
 
 
 # The rig a group's cameras belong to is solved in its own module, and belongs here by topic.
-from ws3d.rig_calibration import RigCalibration, calibrate_rig  # noqa: E402, F401
+from ws3d.rig_calibration import RigCalibration, calibrate_rig, compare_rigs  # noqa: E402, F401

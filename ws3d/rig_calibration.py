@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ws3d.geometry import rays, rodrigues, skew
+from ws3d.geometry import rays, rodrigues, rotation_angle_deg, skew
 from ws3d.skeleton import BONES, MEAN_BONE_LENGTHS_MM, MIRRORED, NUM_JOINTS
 
 RANSAC_PX = 10.0  # inlier threshold of the two-view and PnP RANSAC, pixels
@@ -122,6 +122,33 @@ def calibrate_rig(uv, w, K, *, resolve_swaps: bool = True, max_offset: int = 0, 
     R, t, X = R, t * s, X * s
     error = _reprojection(X, R, t, K, u)
     return _summary(R, t, K, X, error, v, scale, offsets, flip)
+
+
+def compare_rigs(R, t, R_ref, t_ref) -> tuple[Tensor, Tensor, Tensor]:
+    """How far a rig is from a reference rig of the same cameras, both in any world frame:
+    each seen from its own camera 0.
+
+    Args:
+        R, t: (C, 3, 3), (C, 3) world-to-camera, the rig to judge (mm or any unit).
+        R_ref, t_ref: the same cameras' reference (a calibration file's, the truth's).
+
+    Returns:
+        For cameras 1..C-1: the rotation error (degrees) of each camera's rotation relative
+        to camera 0, the angle (degrees) between its baseline from camera 0 and the
+        reference's, and the ratio of the two baselines' lengths (the scale).
+    """
+    R, t, R_ref, t_ref = (torch.as_tensor(np.asarray(a) if not isinstance(a, Tensor) else a).double()
+                          for a in (R, t, R_ref, t_ref))  # fmt: skip
+
+    def from_camera_0(R, t):  # rotations relative to camera 0, and camera centres in its frame
+        R_rel = R @ R[0].T
+        centres = -torch.einsum("cba,cb->ca", R_rel, t - torch.einsum("cab,b->ca", R_rel, t[0]))
+        return R_rel[1:], centres[1:]
+
+    (R, centres), (R_ref, centres_ref) = from_camera_0(R, t), from_camera_0(R_ref, t_ref)
+    cos = (centres * centres_ref).sum(-1) / (centres.norm(dim=-1) * centres_ref.norm(dim=-1))
+    baseline = torch.rad2deg(torch.arccos(cos.clamp(-1, 1)))
+    return rotation_angle_deg(R @ R_ref.mT), baseline, centres.norm(dim=-1) / centres_ref.norm(dim=-1)
 
 
 def _check(uv, w, K) -> tuple[Tensor, Tensor, Tensor]:
