@@ -45,12 +45,13 @@ def tolerance(expected: torch.Tensor, dtype: torch.dtype, cond: float = 1.0, rou
     output. ``cond`` is the op's conditioning for the computation itself: how many float32
     (float64) epsilons it loses in sums over a heatmap's pixels, the root-depth solve or
     the eigen-solve, per unit of ``kappa``; it never rescales the first term. The tests'
-    COND tables hold it per op and output, set from the largest seen over native builds
-    for several instruction sets (benchmarks/native_build_errors.py) with a margin.
+    COND tables hold it per op and output, at least 3x the largest seen over native builds
+    for several instruction sets (benchmarks/native_build_errors.py).
     ``kappa``: what the error scales with where that varies with the input (the eigen-gap
-    condition of each Procrustes pair, one per row, broadcast against ``expected``; a
-    heatmap's extent); 1 elsewhere. ``floor``: the size of the terms a result is the
-    difference of, for results that cancel to ~0 (one pixel's gradient).
+    condition of each Procrustes pair, one per row, broadcast against ``expected``; the
+    error models of softargmax's conf and heatmap gradient); 1 elsewhere. ``floor``: the
+    size of the terms a result is the difference of, for results that cancel to ~0 (one
+    pixel's gradient).
     """
     compute = torch.float64 if dtype == torch.float64 else torch.float32
     peak = expected.detach().abs().max().item() if expected.numel() else 0.0
