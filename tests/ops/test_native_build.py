@@ -39,27 +39,49 @@ def test_a_left_over_build_lock_is_named_before_the_wait(tmp_path):
         _ext.warn_if_locked(tmp_path)
 
 
+def _loop_end(lines: list[str], pragma: int) -> int:
+    """The 1-based line that closes the loop under the `#pragma` on line ``pragma``."""
+    depth = 0
+    for number in range(pragma + 1, len(lines) + 1):
+        depth += lines[number - 1].count("{") - lines[number - 1].count("}")
+        if depth == 0 and "}" in lines[number - 1]:
+            return number
+    raise AssertionError(f"no loop closes after line {pragma}")
+
+
 @pytest.mark.skipif(shutil.which("g++") is None, reason="the vectoriser report is GCC's")
-def test_procrustes_eigen_solves_vectorise_across_pairs(tmp_path):
+def test_procrustes_simd_loops_vectorise_across_pairs(tmp_path):
     """The CPU Procrustes kernels' speed rests on GCC vectorising their `omp simd` loops over
-    pairs (the Jacobi eigen-solve); small changes lose that silently (pointer arguments did:
-    the backward ran 2.4x slower). Compiled with the extension's flags, both loops must be."""
+    the pairs of a block (the moments, the Jacobi eigen-solve, the forward's and backward's
+    per-pair steps); small changes lose that silently (pointer arguments did: the backward
+    ran 2.4x slower). Compiled with the extension's flags, each must be: GCC reports a
+    vectorised loop on a line of its body."""
     import subprocess
 
     source = _ext.SOURCES / "procrustes_cpu.cpp"
     result = subprocess.run(
-        ["g++", "-std=c++17", *_ext.cflags(), "-c", str(source), "-o", str(tmp_path / "p.o"),
-         "-fopt-info-vec-optimized"],
-        capture_output=True, text=True,
+        [
+            "g++",
+            "-std=c++17",
+            *_ext.cflags(),
+            "-c",
+            str(source),
+            "-o",
+            str(tmp_path / "p.o"),
+            "-fopt-info-vec-optimized",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
-    pragmas = [i + 1 for i, line in enumerate(source.read_text().splitlines()) if line.strip() == "#pragma omp simd"]
+    lines = source.read_text().splitlines()
+    pragmas = [i + 1 for i, line in enumerate(lines) if line.strip().startswith("#pragma omp simd")]
     vectorised = [int(line.split(":")[1]) for line in result.stderr.splitlines()
                   if line.startswith(f"{source}:") and ": optimized: loop vectorized" in line]  # fmt: skip
-    # GCC names a line of the loop's header or first statement, just below the pragma.
-    assert len(pragmas) == 2
+    assert len(pragmas) == 8
     for pragma in pragmas:
-        assert any(pragma < line <= pragma + 3 for line in vectorised), (pragma, vectorised)
+        end = _loop_end(lines, pragma)
+        assert any(pragma < line <= end for line in vectorised), (pragma, end, vectorised)
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed on this machine")
@@ -70,9 +92,20 @@ def test_cuda_kernels_compile_with_nvcc(source, arch, tmp_path):
     import subprocess
 
     result = subprocess.run(
-        ["nvcc", "-c", "-O3", "-std=c++17", f"-arch={arch}", "-DWS3D_WITH_CUDA", *DEFINES, str(_ext.SOURCES / source),
-         "-o", str(tmp_path / "kernel.o")],
-        capture_output=True, text=True,
+        [
+            "nvcc",
+            "-c",
+            "-O3",
+            "-std=c++17",
+            f"-arch={arch}",
+            "-DWS3D_WITH_CUDA",
+            *DEFINES,
+            str(_ext.SOURCES / source),
+            "-o",
+            str(tmp_path / "kernel.o"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
 

@@ -1,5 +1,5 @@
 // Weighted Procrustes, shared by the CPU and CUDA kernels: Horn's quaternion eigenproblem
-// solved by cyclic Jacobi sweeps in registers (no LAPACK, no cuSOLVER). The same
+// solved by Jacobi sweeps in registers (no LAPACK, no cuSOLVER). The same
 // algorithm and validity rule as the Triton kernel; see ws3d/ops/procrustes.py.
 //
 // Three steps, so that the CPU kernel can run the middle one SIMD across pairs:
@@ -17,7 +17,7 @@ namespace ws3d {
 #error "build with the -D definitions of ws3d/ops/_constants.py (DEFINES)"
 #endif
 constexpr double kProcrustesRelTol = WS3D_PROCRUSTES_REL_TOL;  // s2 + d s3 <= tol * s1: rotation undetermined
-constexpr int kJacobiSweeps = WS3D_JACOBI_SWEEPS;              // cyclic Jacobi sweeps on Horn's 4x4
+constexpr int kJacobiSweeps = WS3D_JACOBI_SWEEPS;              // Jacobi sweeps on Horn's 4x4 (the CPU's most)
 
 template <typename T>
 struct CrossCovariance {
@@ -67,9 +67,11 @@ template <typename T>
 WS3D_HD void jacobi_rotate(T (&a)[4][4], T (&v)[4][4], int p, int q) {
   const T apq = a[p][q];
   const bool rotate = apq != T(0);
-  const T theta = (a[q][q] - a[p][p]) / (T(2) * (rotate ? apq : T(1)));
-  // The smaller rotation angle; theta^2 may overflow to inf, which gives t = 0.
-  const T t_raw = (theta >= T(0) ? T(1) : T(-1)) / (fabs(theta) + sqrt(T(1) + theta * theta));
+  // t = tan of the smaller rotation angle, sign(theta) / (|theta| + sqrt(1 + theta^2)) with
+  // theta = tau / (2 apq), multiplied through by 2 |apq|: one division fewer on the chain
+  // of dependent operations, and no overflow of theta^2 (N's entries are at most a few).
+  const T tau = a[q][q] - a[p][p];
+  const T t_raw = (tau >= T(0) ? T(2) : T(-2)) * apq / (fabs(tau) + sqrt(tau * tau + T(4) * apq * apq));
   const T t = rotate ? t_raw : T(0);
   const T c = T(1) / sqrt(T(1) + t * t), s = t * c;
   a[p][p] -= t * apq;
@@ -116,13 +118,10 @@ WS3D_HD void quaternion_bilinear(const T (&a)[4], const T (&q)[4], T (&B)[9]) {
   B[6] = xz - wy, B[7] = yz + wx, B[8] = ww - xx - yy + zz;
 }
 
-// All eigenpairs of N(H / h_scale), h_scale = max |H| (a scale-free eigenproblem): the
-// eigenvalues on the diagonal of N, the eigenvectors in the columns of V. Then the largest
-// and second-largest eigenvalue and the unit top eigenvector q, by selects over constant
-// indices (a run-time index would push N and V out of registers).
+// Horn's matrix of H / h_scale, h_scale = max |H| (a scale-free eigenproblem), in N, and
+// V = I, ready for the Jacobi sweeps.
 template <typename T>
-WS3D_HD void horn_eigen(const T (&H)[3][3], T (&N)[4][4], T (&V)[4][4], T& h_scale, T& top, T& second,
-                        T (&q)[4]) {
+WS3D_HD void horn_start(const T (&H)[3][3], T (&N)[4][4], T (&V)[4][4], T& h_scale) {
   T h_max = T(0);
 WS3D_UNROLL
   for (int a = 0; a < 3; ++a)
@@ -138,15 +137,39 @@ WS3D_UNROLL
   for (int i = 0; i < 4; ++i)
 WS3D_UNROLL
     for (int k = 0; k < 4; ++k) V[i][k] = i == k ? T(1) : T(0);
-WS3D_UNROLL
-  for (int sweep = 0; sweep < kJacobiSweeps; ++sweep) {
-    jacobi_rotate(N, V, 0, 1);
-    jacobi_rotate(N, V, 0, 2);
-    jacobi_rotate(N, V, 0, 3);
-    jacobi_rotate(N, V, 1, 2);
-    jacobi_rotate(N, V, 1, 3);
-    jacobi_rotate(N, V, 2, 3);
-  }
+}
+
+// One Jacobi sweep: each off-diagonal pair of N zeroed once, accumulated into V. In the
+// round-robin order: each round's two rotations touch disjoint rows and columns, so the
+// second's angle does not wait for the first (a rotation is a chain of dependent divisions
+// and square roots, which the CPU then overlaps two at a time).
+template <typename T>
+WS3D_HD void jacobi_sweep(T (&N)[4][4], T (&V)[4][4]) {
+  jacobi_rotate(N, V, 0, 1);
+  jacobi_rotate(N, V, 2, 3);
+  jacobi_rotate(N, V, 0, 2);
+  jacobi_rotate(N, V, 1, 3);
+  jacobi_rotate(N, V, 0, 3);
+  jacobi_rotate(N, V, 1, 2);
+}
+
+// Whether N is diagonal to within its dtype's rounding: the off-diagonal's squared
+// Frobenius norm at most eps^2 times the diagonal's. What is left then moves the top
+// eigenvector by about eps |N| / gap, the size of the error the sweeps' own rounding makes.
+template <typename T>
+inline bool jacobi_converged(const T (&N)[4][4]) {
+  const T off = N[0][1] * N[0][1] + N[0][2] * N[0][2] + N[0][3] * N[0][3] + N[1][2] * N[1][2] +
+                N[1][3] * N[1][3] + N[2][3] * N[2][3];
+  const T diag = N[0][0] * N[0][0] + N[1][1] * N[1][1] + N[2][2] * N[2][2] + N[3][3] * N[3][3];
+  const T eps = std::numeric_limits<T>::epsilon();
+  return off <= eps * eps * diag;
+}
+
+// From the swept N and V: the largest and second-largest eigenvalue and the unit top
+// eigenvector q, by selects over constant indices (a run-time index would push N and V
+// out of registers).
+template <typename T>
+WS3D_HD void horn_top(const T (&N)[4][4], const T (&V)[4][4], T& top, T& second, T (&q)[4]) {
   top = N[0][0];
   second = T(-INFINITY);
 WS3D_UNROLL
@@ -163,6 +186,19 @@ WS3D_UNROLL
   const T inv_norm = T(1) / sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]);
 WS3D_UNROLL
   for (int i = 0; i < 4; ++i) q[i] *= inv_norm;
+}
+
+// All eigenpairs of N(H / h_scale) by kJacobiSweeps fixed sweeps (the GPU kernels' form:
+// no data-dependent trip count): the eigenvalues on the diagonal of N, the eigenvectors in
+// the columns of V, then horn_top's outputs. The CPU kernel sweeps blocks of pairs until
+// jacobi_converged instead (procrustes_cpu.cpp).
+template <typename T>
+WS3D_HD void horn_eigen(const T (&H)[3][3], T (&N)[4][4], T (&V)[4][4], T& h_scale, T& top, T& second,
+                        T (&q)[4]) {
+  horn_start(H, N, V, h_scale);
+WS3D_UNROLL
+  for (int sweep = 0; sweep < kJacobiSweeps; ++sweep) jacobi_sweep(N, V);
+  horn_top(N, V, top, second, q);
 }
 
 // The proper rotation R (row-major) taking X onto Y, with N's largest and second-largest
@@ -207,11 +243,12 @@ WS3D_HD void procrustes_pair(const T* X, const T* Y, const T* w, int64_t J, bool
 // gradients on H (gH[3 * b + a] is the one on H[a][b]), on var and on Xbar, with the
 // eigenproblem solved again. (Array references, not pointers: with pointers GCC does not
 // vectorise the CPU kernel's loop over pairs.)
+// eigen_moment_gradients takes the solved eigenproblem (N, V, h_scale, top, q of horn_eigen).
 template <typename T>
-WS3D_HD void pair_moment_gradients(const T (&H)[3][3], const T (&xb)[3], T var, bool scale, const T (&gR)[9],
-                                   const T (&gt)[3], T gs, T (&gH)[9], T& g_var, T (&g_xb)[3]) {
-  T N[4][4], V[4][4], q[4], h_scale, top, second, R[9];
-  horn_eigen(H, N, V, h_scale, top, second, q);
+WS3D_HD void eigen_moment_gradients(const T (&N)[4][4], const T (&V)[4][4], T h_scale, T top, const T (&q)[4],
+                                    const T (&xb)[3], T var, bool scale, const T (&gR)[9], const T (&gt)[3], T gs,
+                                    T (&gH)[9], T& g_var, T (&g_xb)[3]) {
+  T R[9];
   quaternion_bilinear(q, q, R);
   const bool use_s = scale && var > T(0);
   const T s = use_s ? top * h_scale / var : T(1);
@@ -243,6 +280,14 @@ WS3D_UNROLL
     for (int i = 0; i < 4; ++i) a[i] += gap > T(0) ? along * V[i][k] : T(0);
   }
   quaternion_bilinear(a, q, gH);  // B(a, q) is the gradient on H transposed
+}
+
+template <typename T>
+WS3D_HD void pair_moment_gradients(const T (&H)[3][3], const T (&xb)[3], T var, bool scale, const T (&gR)[9],
+                                   const T (&gt)[3], T gs, T (&gH)[9], T& g_var, T (&g_xb)[3]) {
+  T N[4][4], V[4][4], q[4], h_scale, top, second;
+  horn_eigen(H, N, V, h_scale, top, second, q);
+  eigen_moment_gradients(N, V, h_scale, top, q, xb, var, scale, gR, gt, gs, gH, g_var, g_xb);
 }
 
 // Step 3: the gradients on the pair's points and weights. H = sum_j w_j Xc_j Yc_j^T and

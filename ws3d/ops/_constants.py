@@ -2,7 +2,9 @@
 and the C++/CUDA kernels get them at build time as the -D definitions in ``DEFINES``."""
 
 PROCRUSTES_REL_TOL = 1e-5  # s2 + d s3 below this times s1 leaves the rotation undetermined
-JACOBI_SWEEPS = 8  # cyclic Jacobi on Horn's 4x4 converges quadratically; 8 sweeps reach float64
+# Jacobi sweeps on Horn's 4x4: the GPU kernels run this many; the CPU kernel stops sooner,
+# once the off-diagonal is below the dtype's rounding (quadratic convergence), at most this many.
+JACOBI_SWEEPS = 8
 RECONSTRUCT_EPS = 1e-12  # a = |x~_k - x~_l|^2 below this means coincident reference joints
 
 DEFINES = [

@@ -656,7 +656,7 @@ def weighted_procrustes(
         raise ValueError(f"w must have shape (N, J) = {tuple(X.shape[:2])}, got {tuple(w.shape)}")
     if X.shape[1] == 0:
         raise ValueError("X must hold at least one joint (J >= 1)")
-    if value_checks_active() and bool((w < 0).any()):
+    if value_checks_active() and w.numel() and bool(w.amin() < 0):  # no (N, J) mask unless one is negative
         index = tuple(torch.nonzero(w < 0)[0].tolist())
         raise ValueError(f"w must be non-negative, got {w[index].item()} at index {index}")
     R, t, s, valid = _procrustes_op(X, Y, w, bool(scale))
