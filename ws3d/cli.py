@@ -4,6 +4,8 @@
     ws3d data sheet DIR [--split SPLIT] [--out FILE] [--count N]
     ws3d data tracklets DETECTIONS --out FILE [--images DIR] [--focal F] [--min-length 5]
     ws3d data records {mpii,h36m,h36m-multiview,3dhp-train,3dhp-test} SOURCE --out FILE [--images DIR] ...
+    ws3d calibrate DETECTIONS DETECTIONS... --out TOML [--intrinsics CALIB | --size W H [--focal F]]
+                   [--reference CALIB] [--offsets O ...] [--max-offset N] [--every N] [--threshold 0.3] ...
     ws3d train CONFIG [section.key=value ...]
     ws3d ablation [--shift] [--config CONFIG] [--settings NAME ...] [--test DIR ...] [--runs DIR] [--out DIR]
                   [--oracle CKPT] [--seeds N] [--reference JSON] [key=value ...]
@@ -97,6 +99,27 @@ def _data_records(args) -> None:
     save_records(args.out, records, images)
     groups = f" in {len(set(records['group'].tolist()))} groups" if "group" in records else ""
     print(f"wrote {len(records['image'])} records{groups} to {args.out} (images under {Path(images).resolve()})")
+
+
+def _calibrate(args) -> None:
+    from ws3d.calibrate import calibrate_files, compare_to_reference, report
+    from ws3d.data.calibration_files import read_calibration, write_toml
+
+    if args.intrinsics and args.focal is not None:
+        raise InputError("--focal is for nominal intrinsics; --intrinsics gives every camera's K")
+    # The reference is read before the calibration, so that a wrong one fails at once and leaves no file behind.
+    reference = read_calibration(args.reference) if args.reference else None
+    if reference is not None and len(reference) != len(args.detections):
+        raise InputError(f"--reference {args.reference}: {len(reference)} cameras, but {len(args.detections)} "
+                         "detections paths were given (the same cameras in the same order)")  # fmt: skip
+    calibration = calibrate_files(args.detections, intrinsics_file=args.intrinsics, focal=args.focal,
+                                  size=args.size, format=args.format, order=args.order, offsets=args.offsets,
+                                  every=args.every, threshold=args.threshold, max_offset=args.max_offset)  # fmt: skip
+    errors = compare_to_reference(calibration, reference, f"--reference {args.reference}") if reference else None
+    write_toml(args.out, calibration.cameras, units=args.units)
+    print(report(calibration, errors))
+    print(f"wrote {args.out} ({len(calibration.cameras)} cameras, translations in {args.units}; the world is "
+          f"{calibration.cameras[0].name}'s frame)")
 
 
 def _train(args) -> None:
@@ -270,6 +293,33 @@ def build_parser() -> argparse.ArgumentParser:
                          "crops; learnable-triangulation's own configs use 1.0)")  # fmt: skip
     records.add_argument("--sequences", nargs="+", help="3dhp-train: SUBJECT/SEQUENCE ...; 3dhp-test: 1..6")
     records.set_defaults(run=_data_records)
+    cal = commands.add_parser("calibrate", help="a static rig's cameras from the 2D detections of the people they "
+                              "film; writes a Pose2Sim/anipose calibration TOML")  # fmt: skip
+    cal.add_argument("detections", nargs="+", help="one per camera, in camera order: a folder of OpenPose JSON, "
+                     "COCO keypoint results, a MediaPipe .npy or ws3d detections (README); per frame, the most "
+                     "confident person")  # fmt: skip
+    cal.add_argument("--out", required=True, help="the calibration TOML to write (Pose2Sim/anipose layout)")
+    cal.add_argument("--intrinsics", metavar="CALIB", help="a calibration file of the same cameras in the same "
+                     "order (TOML, Qualisys, OpenCV): K, distortion, sizes and names from it, extrinsics ignored")
+    cal.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), help="image width and height in px "
+                     "(required without --intrinsics)")  # fmt: skip
+    cal.add_argument("--focal", type=float, help="without --intrinsics: the focal length to start from, px "
+                     "(default 1.2 x the longer side); each camera's is refined")  # fmt: skip
+    cal.add_argument("--reference", metavar="CALIB", help="a calibration of the same cameras to compare with: "
+                     "prints rotation and baseline-direction errors (degrees) and the baseline scale")  # fmt: skip
+    cal.add_argument("--format", choices=["openpose", "coco", "mediapipe", "ws3d"], help="detections format "
+                     "(default: from the content)")  # fmt: skip
+    cal.add_argument("--order", help="keypoint order of OpenPose / COCO files (default: from the keypoint count)")
+    cal.add_argument("--offsets", type=int, nargs="+", metavar="O", help="per camera: its frame f is the first "
+                     "camera's frame f + O (default all 0)")  # fmt: skip
+    cal.add_argument("--max-offset", type=int, default=0, metavar="N", help="search each camera's offset within "
+                     "+-N frames beyond --offsets (default 0: in step)")  # fmt: skip
+    cal.add_argument("--every", type=int, default=1, metavar="N", help="use every N-th frame (default 1)")
+    cal.add_argument("--threshold", type=float, default=0.3, help="joints below this confidence are ignored "
+                     "(default 0.3)")  # fmt: skip
+    cal.add_argument("--units", choices=["m", "cm", "mm"], default="m", help="translation unit of the TOML "
+                     "(default m, Pose2Sim's; anipose: the board's)")  # fmt: skip
+    cal.set_defaults(run=_calibrate)
 
     device = "cuda" if _cuda() else "cpu"
     train = commands.add_parser("train", help="train one stage (pretrain2d, weak or full) from a YAML config")

@@ -172,8 +172,7 @@ WS3D_UNROLL
     }
   }
   // A row with NaN or inf is treated as all weights zero (then flagged, R = I, t = 0).
-#pragma omp simd
-  for (int64_t i = 0; i < L; ++i) {
+  for (int64_t i = 0; i < L; ++i) {  // (once per block: not worth a SIMD requirement)
     const bool ok = inf_or_nan[i] == T(0);
     b.finite[i] = ok ? T(1) : T(0);
     b.total[i] = ok ? b.total[i] : T(0);

@@ -56,43 +56,27 @@ void softargmax_forward_cpu(const T* h, const T* d, int64_t B, int64_t J, int64_
     for (int64_t i = 0; i < n; ++i) m = hr[i] > m ? hr[i] : m;
     // A row that is -inf everywhere shifts by 0: its sums stay 0 and lse becomes -inf.
     const T shift = m == -std::numeric_limits<T>::infinity() ? T(0) : m;
-    // kLanes running sums in T across the rows, flushed into double once they hold about
-    // kChunk values: a long float32 sum over the whole grid would lose ~H digits' worth of
-    // accuracy, and reducing the lanes after every short row costs as much as the row.
-    constexpr int64_t kChunk = 512, kLanes = 32 / sizeof(T);  // one AVX2 register: the sums stay in registers
+    // SIMD partial sums over at most kChunk elements in T, flushed into double: a long
+    // sequential float32 sum over the whole grid would lose ~H digits' worth of accuracy.
+    constexpr int64_t kChunk = 512;
     double sum = 0, sum_x = 0, sum_y = 0, sum_d = 0;
-    T lane[kLanes] = {}, lane_x[kLanes] = {}, lane_y[kLanes] = {}, lane_d[kLanes] = {};
-    int64_t held = 0;  // values in the lanes since the last flush
     for (int64_t y = 0; y < H; ++y) {
-      const T* hy = hr + y * W;
-      const T* dy = dr + y * W;
-      const T fy = column<T>(y);
-      int64_t x = 0;
-      for (; x + kLanes <= W; x += kLanes) {
-        const T fx = column<T>(x);
-#pragma omp simd
-        for (int64_t i = 0; i < kLanes; ++i) {
-          const T e = fast_exp(beta * (hy[x + i] - shift));
-          lane[i] += e;
-          lane_x[i] += e * (fx + column<T>(i));
-          lane_y[i] += e * fy;
-          lane_d[i] += e * dy[x + i];
+      for (int64_t x0 = 0; x0 < W; x0 += kChunk) {
+        const T* hy = hr + y * W;
+        const T* dy = dr + y * W;
+        const int64_t x1 = x0 + kChunk < W ? x0 + kChunk : W;
+        T part = 0, part_x = 0, part_d = 0;
+#pragma omp simd reduction(+ : part, part_x, part_d)
+        for (int64_t x = x0; x < x1; ++x) {
+          const T e = fast_exp(beta * (hy[x] - shift));
+          part += e;
+          part_x += e * column<T>(x);
+          part_d += e * dy[x];
         }
-      }
-      for (int64_t i = 0; x < W; ++x, ++i) {  // a row's last W % kLanes values, one per lane
-        const T e = fast_exp(beta * (hy[x] - shift));
-        lane[i] += e;
-        lane_x[i] += e * column<T>(x);
-        lane_y[i] += e * fy;
-        lane_d[i] += e * dy[x];
-      }
-      held += W;
-      if (held >= kChunk || y == H - 1) {
-        for (int64_t i = 0; i < kLanes; ++i) {
-          sum += lane[i], sum_x += lane_x[i], sum_y += lane_y[i], sum_d += lane_d[i];
-          lane[i] = lane_x[i] = lane_y[i] = lane_d[i] = T(0);
-        }
-        held = 0;
+        sum += part;
+        sum_x += part_x;
+        sum_y += static_cast<double>(part) * static_cast<double>(y);
+        sum_d += part_d;
       }
     }
     const T u = static_cast<T>(sum_x / sum), v = static_cast<T>(sum_y / sum);

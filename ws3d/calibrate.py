@@ -1,0 +1,302 @@
+"""``ws3d calibrate``: a studio rig from its cameras' 2D detection files.
+
+The files go through :func:`ws3d.rig_calibration.calibrate_rig`; the estimate comes back as
+the cameras of a Pose2Sim / anipose calibration TOML (:func:`ws3d.data.calibration_files.write_toml`).
+
+Rules, from files to calibrate_rig's arrays:
+
+- One detections path per camera, in camera order, read by
+  :func:`ws3d.data.detections.read_detections` (format from the content unless given).
+- Time: camera c's frame number f is the moment ``f + offsets[c]`` (``offsets`` default
+  0: the streams share their numbering). A moment is a frame in common when at least two
+  cameras have a person at it; the rows are every ``every``-th moment from the first
+  frame in common to the last (a contiguous grid, so that calibrate_rig's offset search
+  shifts streams by whole rows), a camera with no person at a row having weight 0 there.
+- People: per frame and camera, the person with the highest mean confidence over the 17
+  joints. calibrate_rig wants one person per frame seen by every camera; with several
+  people in the volume, each camera keeps its own most confident one, which need not be
+  the same person in every view, and the robust loss then takes the mismatched views'
+  joints for outliers. Film one person at a time for a calibration.
+- Joints: weight 1 at or above ``threshold`` confidence, 0 below it (detectors' scores
+  are no calibrated variances, and the robust loss already discounts joints that do not
+  fit).
+- Intrinsics: from a calibration file (its extrinsics ignored; its cameras matched to the
+  detections by order; its distortion undone on the 2D joints first, and written back
+  unchanged), or nominal: ``focal`` (default :func:`ws3d.camera.default_focal` of the
+  image size), the principal point at the image centre, no distortion, and every focal
+  length refined by calibrate_rig.
+
+The written rig is calibrate_rig's: camera 0's frame is the world (no floor, no up
+direction), lengths in mm from the people's bones against the mean skeleton.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ws3d.camera import default_focal, intrinsics
+from ws3d.data.calibration_files import CameraCalibration, read_calibration, undistort_points
+from ws3d.data.detections import read_detections
+from ws3d.errors import InputError
+from ws3d.skeleton import NUM_JOINTS
+
+if TYPE_CHECKING:  # torch is imported only once there is something to calibrate
+    from ws3d.rig_calibration import RigCalibration
+
+DEFAULT_THRESHOLD = 0.3  # joints below this confidence get weight 0
+
+
+@dataclass(frozen=True)
+class Views:
+    """Every camera's detections on one time grid (C cameras, F rows).
+
+    Attributes:
+        times: (F,) int, each row's moment: camera c's frame ``times - offsets[c]``.
+        uv: (F, C, 17, 2) detected joints, pixels (undistorted once intrinsics say so).
+        w: (F, C, 17) 1 where the joint's confidence is at or above the threshold, else 0.
+        offsets: (C,) int, the given offsets (frame f of camera c is moment f + offsets[c]).
+        every: the step between rows, frames.
+    """
+
+    times: np.ndarray
+    uv: np.ndarray
+    w: np.ndarray
+    offsets: np.ndarray
+    every: int
+
+
+@dataclass(frozen=True)
+class FileCalibration:
+    """What :func:`calibrate_files` found.
+
+    Attributes:
+        cameras: the estimated rig as :func:`ws3d.data.calibration_files.write_toml` takes
+            it: K (refined or the file's), distortion (the file's, else none), R, t in mm.
+        paths: the detections paths, one per camera.
+        rig: calibrate_rig's :class:`ws3d.rig_calibration.RigCalibration` (its offsets in rows).
+        views: the :class:`Views` it calibrated from.
+        offsets: (C,) int, frames by which each camera runs late against camera 0 (its frame
+            f shows camera 0's frame f + offsets[c]): the given offsets plus the estimated
+            ones (multiples of ``every``).
+    """
+
+    cameras: list[CameraCalibration]
+    paths: list[str]
+    rig: RigCalibration
+    views: Views
+    offsets: np.ndarray
+
+
+def read_views(paths: list[str | os.PathLike], *, format: str | None = None, order: str | None = None,
+               offsets: list[int] | None = None, every: int = 1, threshold: float = DEFAULT_THRESHOLD,
+               sizes: list[tuple[int, int] | None] | None = None) -> Views:  # fmt: skip
+    """Read one detections path per camera and put them on one time grid (module docstring).
+
+    Args:
+        paths: C >= 2 detections files or folders, in camera order.
+        format, order: passed to :func:`ws3d.data.detections.read_detections`.
+        offsets: (C,) ints, camera c's frame f is moment f + offsets[c]; None: all 0.
+        every: use every this many frames.
+        threshold: the confidence below which a joint gets weight 0.
+        sizes: per camera (width, height) in px, for detections normalised to the image
+            (MediaPipe); None where unknown.
+
+    Raises:
+        InputError: fewer than 2 cameras, a wrong count of offsets, a camera without a
+            person or without a frame in common with the others (naming its path).
+    """
+    C = len(paths)
+    if C < 2:
+        raise InputError(f"a rig needs at least 2 cameras' detections, got {C} ({' '.join(map(str, paths))})")
+    if every < 1:
+        raise InputError(f"--every must be at least 1, got {every}")
+    if threshold < 0:
+        raise InputError(f"--threshold must be >= 0, got {threshold}")
+    if offsets is not None and len(offsets) != C:
+        raise InputError(f"--offsets: {len(offsets)} values for {C} cameras (one per detections path)")
+    offsets = np.zeros(C, np.int64) if offsets is None else np.asarray(offsets, np.int64)
+    sizes = sizes or [None] * C
+    poses = []  # per camera {moment: (17, 3)}
+    for c, path in enumerate(paths):
+        width, height = sizes[c] or (None, None)
+        found = {}
+        for frame, people, _ in read_detections(path, format, order=order, width=width, height=height):
+            people = np.asarray(people, np.float64)
+            if len(people):
+                person = people[int(np.argmax(people[..., 2].mean(-1)))]
+                if (person[:, 2] >= threshold).any() and (person[:, 2] > 0).any():
+                    found[int(frame) + int(offsets[c])] = person
+        if not found:
+            raise InputError(f"{path} (camera {c + 1}): no person with a joint of confidence >= {threshold} "
+                             "in any frame")  # fmt: skip
+        poses.append(found)
+    counts: dict[int, int] = {}
+    for found in poses:
+        for moment in found:
+            counts[moment] = counts.get(moment, 0) + 1
+    for c, found in enumerate(poses):
+        if not any(counts[moment] >= 2 for moment in found):
+            shifted = " after --offsets" if offsets.any() else ""
+            others = [m for d, f in enumerate(poses) if d != c for m in f]
+            raise InputError(f"{paths[c]} (camera {c + 1}): no frame in common with the other cameras' detections"
+                             f"{shifted} (its frames {_span(found)}, theirs {_span(others)})")  # fmt: skip
+    common = sorted(m for m, n in counts.items() if n >= 2)
+    times = np.arange(common[0], common[-1] + 1, every, dtype=np.int64)
+    uv = np.zeros((len(times), C, NUM_JOINTS, 2))
+    w = np.zeros((len(times), C, NUM_JOINTS))
+    for c, found in enumerate(poses):
+        for row, moment in enumerate(times.tolist()):
+            person = found.get(moment)
+            if person is not None:
+                uv[row, c] = person[:, :2]
+                w[row, c] = (person[:, 2] >= threshold) & (person[:, 2] > 0)
+    return Views(times, uv, w, offsets, every)
+
+
+def _span(moments) -> str:
+    moments = list(moments)
+    return f"{min(moments)}..{max(moments)}" if moments else "none"
+
+
+def calibrate_files(paths: list[str | os.PathLike], *, intrinsics_file: str | os.PathLike | None = None,
+                    focal: float | None = None, size: tuple[int, int] | None = None, format: str | None = None,
+                    order: str | None = None, offsets: list[int] | None = None, every: int = 1,
+                    threshold: float = DEFAULT_THRESHOLD, max_offset: int = 0) -> FileCalibration:  # fmt: skip
+    """Calibrate a rig from one detections path per camera (module docstring's rules).
+
+    Args:
+        paths: C >= 2 detections files or folders, in camera order.
+        intrinsics_file: a calibration file of the same C cameras in the same order: K,
+            distortion, size and names from it, its extrinsics ignored. None: nominal K.
+        focal: the nominal focal length in px without ``intrinsics_file`` (default
+            :func:`ws3d.camera.default_focal` of ``size``); refined per camera.
+        size: (width, height) px of every camera's images; required without
+            ``intrinsics_file``, else only fills a size the file lacks.
+        format, order, offsets, every, threshold: see :func:`read_views`.
+        max_offset: search each camera's offset within +- this many frames beyond
+            ``offsets`` (in steps of ``every``); 0: the streams are in step.
+
+    Returns:
+        :class:`FileCalibration`.
+
+    Raises:
+        InputError: as :func:`read_views`, a camera count that differs from the
+            intrinsics file's, no size, or detections that do not determine a rig.
+    """
+    from ws3d.rig_calibration import calibrate_rig  # torch: only once there is something to calibrate
+
+    C = len(paths)
+    if intrinsics_file is not None:
+        given = read_calibration(intrinsics_file)
+        if len(given) != C:
+            raise InputError(f"{intrinsics_file}: {len(given)} cameras, but {C} detections paths were given "
+                             "(one per camera, in the file's order)")  # fmt: skip
+        for cam in given:
+            if cam.size is None and size is None:
+                raise InputError(f"{intrinsics_file}: camera {cam.name!r} has no image size; give --size W H")
+        names = [cam.name for cam in given]
+        sizes = [cam.size or tuple(size) for cam in given]
+        K = np.stack([cam.K for cam in given])
+        dist = [(cam.dist, cam.fisheye) for cam in given]
+    else:
+        if size is None:
+            raise InputError("without --intrinsics, give the images' --size W H (the principal point is the "
+                             "image centre, and the TOML records the size)")  # fmt: skip
+        width, height = size
+        if not (width > 0 and height > 0):
+            raise InputError(f"--size must be two positive numbers, got {width} {height}")
+        f = default_focal(width, height) if focal is None else focal
+        if not f > 0:
+            raise InputError(f"--focal must be positive, got {f}")
+        names = [f"cam_{c + 1}" for c in range(C)]
+        sizes = [(int(width), int(height))] * C
+        # Pixel centres at integers: the image centre is ((W - 1) / 2, (H - 1) / 2).
+        K = np.stack([intrinsics(f, f, (width - 1) / 2, (height - 1) / 2)] * C)
+        dist = [(np.zeros(5), False)] * C
+    if max_offset < 0:
+        raise InputError(f"--max-offset must be >= 0, got {max_offset}")
+    views = read_views(paths, format=format, order=order, offsets=offsets, every=every, threshold=threshold,
+                       sizes=sizes)  # fmt: skip
+    uv = views.uv.copy()
+    if intrinsics_file is not None:
+        # calibrate_rig models pinhole cameras: take the lens distortion out of the joints first.
+        for c, cam in enumerate(given):
+            seen = views.w[:, c] > 0
+            uv[:, c][seen] = undistort_points(uv[:, c][seen], cam)
+    rows = -(-max_offset // every)  # the search is in rows of the grid; enough of them to cover max_offset frames
+    try:
+        rig = calibrate_rig(uv, views.w, K, refine_focal=intrinsics_file is None, max_offset=rows)
+    except ValueError as error:  # calibrate_rig's own checks: the detections cannot place the cameras
+        raise InputError(f"the detections of {' '.join(map(str, paths))} do not determine a rig: {error}") from error
+    cameras = []
+    for c in range(C):
+        coefficients, fisheye = dist[c]
+        K_c, R_c, t_c = (a[c].numpy() for a in (rig.K, rig.R, rig.t))
+        cameras.append(
+            CameraCalibration(names[c], sizes[c], K_c, np.asarray(coefficients, np.float64), R_c, t_c, fisheye)
+        )
+    total = views.offsets - views.offsets[0] + rig.offsets.numpy() * every
+    return FileCalibration(cameras, [str(p) for p in paths], rig, views, total)
+
+
+def compare_to_reference(calibration: FileCalibration, reference: list[CameraCalibration],
+                         where: str = "the reference") -> dict[str, np.ndarray]:  # fmt: skip
+    """The estimated rig against a reference calibration of the same cameras in the same
+    order (:func:`ws3d.rig_calibration.compare_rigs`; any world frame, any scale).
+
+    Args:
+        calibration: what :func:`calibrate_files` found.
+        reference: the reference's cameras (:func:`ws3d.data.calibration_files.read_calibration`).
+        where: the reference's name in an error message.
+
+    Returns:
+        ``rotation_deg``, ``baseline_deg`` and ``scale``, (C,) each: camera c's rotation
+        error relative to camera 0, the angle between its baseline from camera 0 and the
+        reference's (degrees), and the ratio of the two baselines' lengths; NaN for camera 0.
+    """
+    from ws3d.rig_calibration import compare_rigs
+
+    C = len(calibration.cameras)
+    if len(reference) != C:
+        raise InputError(f"{where}: {len(reference)} cameras, but {C} were calibrated (the reference must list "
+                         "the same cameras in the same order)")  # fmt: skip
+    R, t = (np.stack([getattr(cam, key) for cam in calibration.cameras]) for key in ("R", "t"))
+    R_ref, t_ref = (np.stack([getattr(cam, key) for cam in reference]) for key in ("R", "t"))
+    errors = compare_rigs(R, t, R_ref, t_ref)
+    keys = ("rotation_deg", "baseline_deg", "scale")
+    return {key: np.concatenate([[np.nan], e.numpy()]) for key, e in zip(keys, errors, strict=True)}
+
+
+def report(calibration: FileCalibration, reference: dict[str, np.ndarray] | None = None) -> str:
+    """The table ``ws3d calibrate`` prints: per camera its name, median reprojection error
+    (px), inlier share, frame offset against camera 0, with a reference its rotation and
+    baseline-direction errors (degrees) and baseline scale, and its detections path."""
+    rig, views = calibration.rig, calibration.views
+    seen = int(((views.w > 0).any(-1).sum(1) >= 2).sum())
+    lines = [f"{len(calibration.cameras)} cameras, {len(views.times)} frames (moments {views.times[0]}.."
+             f"{views.times[-1]}, every {views.every}; {seen} seen by two or more cameras); "
+             f"{rig.swapped.double().mean():.1%} of the views found left/right swapped"]  # fmt: skip
+    header = ["camera", "reproj px", "inliers", "offset", "focal px"]
+    if reference is not None:
+        header += ["rotation err deg", "baseline err deg", "scale"]
+    rows = []
+    for c, cam in enumerate(calibration.cameras):
+        row = [cam.name, f"{float(rig.reprojection_px[c]):.2f}", f"{float(rig.inlier_share[c]):.1%}",
+               f"{int(calibration.offsets[c])}", f"{cam.K[0, 0]:.0f}"]  # fmt: skip
+        if reference is not None:
+            row += ["-" if c == 0 else f"{reference[k][c]:.3f}" for k in ("rotation_deg", "baseline_deg", "scale")]
+        rows.append(row + [calibration.paths[c]])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header + ["detections"], *rows]:
+        cells = [row[0].ljust(widths[0])] + [cell.rjust(w) for cell, w in zip(row[1:-1], widths[1:], strict=True)]
+        lines.append("  ".join(cells + [row[-1]]))
+    lines.append(f"inliers: joints within {rig.inlier_px:.1f} px of their fitted projection; offset: frames a camera "
+                 "runs late against the first (its frame f shows the first's f + offset)")  # fmt: skip
+    if reference is not None:
+        lines.append("errors against the reference, relative to the first camera; scale: baseline length over the "
+                     "reference's")  # fmt: skip
+    return "\n".join(lines)
