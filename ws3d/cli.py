@@ -4,6 +4,8 @@
     ws3d data sheet DIR [--split SPLIT] [--out FILE] [--count N]
     ws3d data tracklets DETECTIONS --out FILE [--images DIR] [--focal F] [--min-length 5]
     ws3d data records {mpii,h36m,h36m-multiview,3dhp-train,3dhp-test} SOURCE --out FILE [--images DIR] ...
+    ws3d data records multicam DETECTIONS DETECTIONS... --frames DIR DIR... --out FILE [--intrinsics CALIB]
+                      [--focal F] [--offsets O ...] [--every N] [--threshold 0.3] [--images DIR]
     ws3d calibrate DETECTIONS DETECTIONS... --out TOML [--intrinsics CALIB | --size W H [--focal F]]
                    [--reference CALIB] [--offsets O ...] [--max-offset N] [--every N] [--threshold 0.3] ...
     ws3d train CONFIG [section.key=value ...]
@@ -66,11 +68,34 @@ def _data_tracklets(args) -> None:
           f"(images under {images.resolve()})")
 
 
+def _data_multicam(args) -> None:
+    from ws3d.data.multicam import multicam_records
+    from ws3d.data.records import save_records
+
+    if not args.frames:
+        raise InputError("multicam needs --frames: one frame folder per camera, in the detections' order")
+    made = multicam_records(args.source, args.frames, root=args.images, intrinsics_file=args.intrinsics,
+                            focal=args.focal, format=args.format, order=args.order, offsets=args.offsets,
+                            every=args.every, threshold=0.3 if args.threshold is None else args.threshold)  # fmt: skip
+    save_records(args.out, made.records, made.root)
+    print(made.summary())
+    print(f"wrote {len(made.records['image'])} records in {made.groups} groups (rig 0, {len(args.source)} cameras) "
+          f"to {args.out} (images under {made.root})")
+
+
 def _data_records(args) -> None:
     from ws3d.data import h36m, mpi3dhp, mpii
     from ws3d.data.records import concat_records, save_records
 
-    source = Path(args.source)
+    if args.kind == "multicam":
+        return _data_multicam(args)
+    multicam_only = [f"--{k}" for k in ("frames", "intrinsics", "focal", "format", "order", "offsets")
+                     if getattr(args, k) is not None]  # fmt: skip
+    if multicam_only or args.every != 1 or args.threshold is not None:
+        raise InputError(f"{' '.join(multicam_only) or '--every/--threshold'}: for multicam only")
+    if len(args.source) != 1:
+        raise InputError(f"{args.kind} takes one SOURCE, got {len(args.source)}: {' '.join(args.source)}")
+    source = Path(args.source[0])
     if args.kind.startswith("3dhp") and not args.sequences:
         raise InputError(f"{args.kind} needs --sequences (3dhp-train: SUBJECT/SEQUENCE such as 1/2; 3dhp-test: 1..6)")
     if args.kind.startswith("h36m") and not args.images:
@@ -277,9 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
     track.set_defaults(run=_data_tracklets)
     records = data.add_parser("records", help="convert a real data set's annotations into a record-set file for "
                               "training (data.records_*) and ws3d eval")  # fmt: skip
-    records.add_argument("kind", choices=["mpii", "h36m", "h36m-multiview", "3dhp-train", "3dhp-test"])
-    records.add_argument("source", help="mpii: annot/*.json; h36m: MMPose h36m_*.npz; h36m-multiview: "
-                         "learnable-triangulation labels .npy; 3dhp-*: the data set root")  # fmt: skip
+    records.add_argument("kind", choices=["mpii", "h36m", "h36m-multiview", "3dhp-train", "3dhp-test", "multicam"])
+    records.add_argument("source", nargs="+", help="mpii: annot/*.json; h36m: MMPose h36m_*.npz; h36m-multiview: "
+                         "learnable-triangulation labels .npy; 3dhp-*: the data set root; multicam: one detections "
+                         "path per camera, in camera order (formats as for ws3d calibrate)")  # fmt: skip
     records.add_argument("--out", required=True, help="output .npz")
     records.add_argument("--images", help="folder the image paths are relative to (mpii and 3dhp: found)")
     records.add_argument("--camera-file", help="h36m: cameras.pkl (default: next to SOURCE or one folder up)")
@@ -292,6 +318,23 @@ def build_parser() -> argparse.ArgumentParser:
                          "enlarged by (default 1.5: the person then fills ~2/3 of the crop, as in ws3d's synthetic "
                          "crops; learnable-triangulation's own configs use 1.0)")  # fmt: skip
     records.add_argument("--sequences", nargs="+", help="3dhp-train: SUBJECT/SEQUENCE ...; 3dhp-test: 1..6")
+    records.add_argument("--frames", nargs="+", metavar="DIR", help="multicam: one frame folder per camera, in the "
+                         "detections' order, images named with their frame number (cam1/000012.jpg); --images "
+                         "defaults to their common parent")  # fmt: skip
+    records.add_argument("--intrinsics", metavar="CALIB", help="multicam: a calibration file of the same cameras in "
+                         "the same order: K (and R, t where it has them); the 2D joints are undistorted, the images "
+                         "stay as they are (default: nominal K from the image size)")  # fmt: skip
+    records.add_argument("--focal", type=float, help="multicam without --intrinsics: focal length in px (default "
+                         "1.2 x the longer image side)")  # fmt: skip
+    records.add_argument("--format", choices=["openpose", "coco", "mediapipe", "ws3d"], help="multicam: detections "
+                         "format (default: from the content)")  # fmt: skip
+    records.add_argument("--order", help="multicam: keypoint order of OpenPose / COCO files (default: from the "
+                         "keypoint count)")  # fmt: skip
+    records.add_argument("--offsets", type=int, nargs="+", metavar="O", help="multicam: per camera, its frame f is "
+                         "moment f + O (default all 0)")  # fmt: skip
+    records.add_argument("--every", type=int, default=1, metavar="N", help="multicam: every N-th moment (default 1)")
+    records.add_argument("--threshold", type=float, help="multicam: joints below this confidence get vis 0 "
+                         "(default 0.3)")  # fmt: skip
     records.set_defaults(run=_data_records)
     cal = commands.add_parser("calibrate", help="a static rig's cameras from the 2D detections of the people they "
                               "film; writes a Pose2Sim/anipose calibration TOML")  # fmt: skip
