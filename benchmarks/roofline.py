@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from sweep import RESULTS, machine, median_seconds  # noqa: E402
+from sweep import RESULTS, copy_bandwidth, machine, median_seconds  # noqa: E402
 
 from ws3d.ops import (  # noqa: E402
     reconstruct_3d,
@@ -55,13 +55,6 @@ def cpu_flags() -> str:
     flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
     keep = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512dq", "avx512vl", "avx512bw")
     return " ".join(f for f in keep if f in flags)
-
-
-def copy_gbps(device: torch.device, min_time: float) -> float:
-    """Read + write bytes per second of a 512 MB copy: the memory limit every row is held to."""
-    src = torch.randn(128 * 2**20, device=device)
-    dst = torch.empty_like(src)
-    return 2 * src.numel() * 4 / median_seconds(lambda: _sync(dst.copy_(src), device), min_time) / 1e9
 
 
 def matmul_gflops(device: torch.device, dtype: torch.dtype, min_time: float) -> float:
@@ -176,7 +169,8 @@ PROBLEMS_BY_OP = {"softargmax_2p5d": softargmax_problem, "reconstruct_3d": recon
 
 def measure(device: torch.device, min_time: float, ops: list[str], dtypes: list[torch.dtype]) -> tuple[dict, list]:
     meta = machine(device)
-    meta.update(cpu_flags=cpu_flags(), native_isa=" ".join(isa_flags()), copy_gbps=copy_gbps(device, min_time))
+    meta.update(cpu_flags=cpu_flags(), native_isa=" ".join(isa_flags()))
+    meta["copy_gbps"] = copy_bandwidth(device, min_time) / 1e9
     meta["matmul_gflops"] = {str(dt).removeprefix("torch."): matmul_gflops(device, dt, min_time) for dt in dtypes}
     print(f"{meta['name']} [{meta['cpu_flags']}], native kernels {meta['native_isa']}: copy {meta['copy_gbps']:.1f} "
           f"GB/s, matmul {meta['matmul_gflops']} GFLOP/s", flush=True)  # fmt: skip
