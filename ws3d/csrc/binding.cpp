@@ -1,6 +1,10 @@
 // The one file that knows about tensors: checks what the raw-pointer kernels assume and
 // exposes them to ws3d/ops/_ext.py. Outputs are allocated by the Python launchers.
-#include <torch/extension.h>
+// Only the headers it uses: torch/extension.h pulls in all of libtorch's C++ API and
+// takes several times as long to compile, on every fresh install.
+#include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <torch/csrc/utils/pybind.h>
 
 #include "kernels.h"
 
