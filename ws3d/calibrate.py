@@ -60,6 +60,8 @@ class Views:
         w: (F, C, 17) 1 where the joint's confidence is at or above the threshold, else 0.
         offsets: (C,) int, the given offsets (frame f of camera c is moment f + offsets[c]).
         every: the step between rows, frames.
+        last_frames: (C,) int, the last frame number that each camera's detections list
+            (with or without a person): how long its footage must be.
     """
 
     times: np.ndarray
@@ -67,6 +69,7 @@ class Views:
     w: np.ndarray
     offsets: np.ndarray
     every: int
+    last_frames: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -121,10 +124,12 @@ def read_views(paths: list[str | os.PathLike], *, format: str | None = None, ord
     offsets = np.zeros(C, np.int64) if offsets is None else np.asarray(offsets, np.int64)
     sizes = sizes or [None] * C
     poses = []  # per camera {moment: (17, 3)}
+    last_frames = np.zeros(C, np.int64)
     for c, path in enumerate(paths):
         width, height = sizes[c] or (None, None)
         found = {}
         for frame, people, _ in read_detections(path, format, order=order, width=width, height=height):
+            last_frames[c] = max(last_frames[c], int(frame))
             people = np.asarray(people, np.float64)
             if len(people):
                 person = people[int(np.argmax(people[..., 2].mean(-1)))]
@@ -154,7 +159,7 @@ def read_views(paths: list[str | os.PathLike], *, format: str | None = None, ord
             if person is not None:
                 uv[row, c] = person[:, :2]
                 w[row, c] = (person[:, 2] >= threshold) & (person[:, 2] > 0)
-    return Views(times, uv, w, offsets, every)
+    return Views(times, uv, w, offsets, every, last_frames)
 
 
 def _span(moments) -> str:

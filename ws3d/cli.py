@@ -4,8 +4,9 @@
     ws3d data sheet DIR [--split SPLIT] [--out FILE] [--count N]
     ws3d data tracklets DETECTIONS --out FILE [--images DIR] [--focal F] [--min-length 5]
     ws3d data records {mpii,h36m,h36m-multiview,3dhp-train,3dhp-test} SOURCE --out FILE [--images DIR] ...
-    ws3d data records multicam DETECTIONS DETECTIONS... --frames DIR DIR... --out FILE [--intrinsics CALIB]
+    ws3d data records multicam DETECTIONS DETECTIONS... --frames DIR|VIDEO ... --out FILE [--intrinsics CALIB]
                       [--focal F] [--offsets O ...] [--every N] [--threshold 0.3] [--images DIR]
+                      [--video-frames DIR]
     ws3d calibrate DETECTIONS DETECTIONS... --out TOML [--intrinsics CALIB | --size W H [--focal F]]
                    [--reference CALIB] [--offsets O ...] [--max-offset N] [--every N] [--threshold 0.3] ...
     ws3d train CONFIG [section.key=value ...]
@@ -73,12 +74,17 @@ def _data_multicam(args) -> None:
     from ws3d.data.records import save_records
 
     if not args.frames:
-        raise InputError("multicam needs --frames: one frame folder per camera, in the detections' order")
+        raise InputError("multicam needs --frames: one frame folder or video per camera, in the detections' order")
+    out = Path(args.out)
+    video_frames = args.video_frames or out.with_name(out.name.removesuffix(".npz") + "_frames")
     made = multicam_records(args.source, args.frames, root=args.images, intrinsics_file=args.intrinsics,
                             focal=args.focal, format=args.format, order=args.order, offsets=args.offsets,
-                            every=args.every, threshold=0.3 if args.threshold is None else args.threshold)  # fmt: skip
+                            every=args.every, threshold=0.3 if args.threshold is None else args.threshold,
+                            video_frames=video_frames)  # fmt: skip
     save_records(args.out, made.records, made.root)
     print(made.summary())
+    if made.decoded:
+        print(f"decoded {len(made.decoded)} frames of the videos into {Path(video_frames).resolve()}")
     print(f"wrote {len(made.records['image'])} records in {made.groups} groups (rig 0, {len(args.source)} cameras) "
           f"to {args.out} (images under {made.root})")
 
@@ -89,7 +95,8 @@ def _data_records(args) -> None:
 
     if args.kind == "multicam":
         return _data_multicam(args)
-    multicam_only = [f"--{k}" for k in ("frames", "intrinsics", "focal", "format", "order", "offsets")
+    multicam_only = [f"--{k.replace('_', '-')}" for k in ("frames", "intrinsics", "focal", "format", "order",
+                                                          "offsets", "video_frames")
                      if getattr(args, k) is not None]  # fmt: skip
     if multicam_only or args.every != 1 or args.threshold is not None:
         raise InputError(f"{' '.join(multicam_only) or '--every/--threshold'}: for multicam only")
@@ -318,9 +325,14 @@ def build_parser() -> argparse.ArgumentParser:
                          "enlarged by (default 1.5: the person then fills ~2/3 of the crop, as in ws3d's synthetic "
                          "crops; learnable-triangulation's own configs use 1.0)")  # fmt: skip
     records.add_argument("--sequences", nargs="+", help="3dhp-train: SUBJECT/SEQUENCE ...; 3dhp-test: 1..6")
-    records.add_argument("--frames", nargs="+", metavar="DIR", help="multicam: one frame folder per camera, in the "
-                         "detections' order, images named with their frame number (cam1/000012.jpg); --images "
-                         "defaults to their common parent")  # fmt: skip
+    records.add_argument("--frames", nargs="+", metavar="DIR|VIDEO", help="multicam: per camera, in the "
+                         "detections' order, a frame folder (images named with their frame number: "
+                         "cam1/000012.jpg) or a video file (.mp4, .avi, .mov, .mkv, ...: frame number = the "
+                         "0-based index in the video, as OpenPose numbers its JSON); --images defaults to the "
+                         "common parent of the frame folders and the videos' --video-frames folders")  # fmt: skip
+    records.add_argument("--video-frames", metavar="DIR", help="multicam: where the frames of the kept views are "
+                         "written from the videos, as DIR/<video name>/<frame>.jpg (default: beside --out, "
+                         "named after it: OUT_frames)")  # fmt: skip
     records.add_argument("--intrinsics", metavar="CALIB", help="multicam: a calibration file of the same cameras in "
                          "the same order: K (and R, t where it has them); the 2D joints are undistorted, the images "
                          "stay as they are (default: nominal K from the image size)")  # fmt: skip

@@ -1,9 +1,13 @@
-"""`ws3d data records multicam`: a synchronised studio capture (frame folders + OpenPose
-files per camera) as a multi-view record set that `open_records(..., multi_view=True)` reads.
+"""`ws3d data records multicam`: a synchronised studio capture (frame folders or videos +
+OpenPose files per camera) as a multi-view record set that `open_records(..., multi_view=True)`
+reads.
 
 The studio is hand-made: 3 cameras x 8 frames of 64x48 dummy JPEGs, each camera's
 detections one BODY_25 JSON per frame (keypoints placed by their OpenPose names, through
-tests/test_calibrate_cli.py's helper), known joints with a few below the threshold.
+tests/test_calibrate_cli.py's helper), known joints with a few below the threshold. For
+videos, the same detections with frames that show their number (a grey level and a
+printed digit per frame), written once as MJPG .avi videos (OpenCV's own encoder: no
+codec needed) and once as JPEG frame folders.
 """
 
 import json
@@ -17,6 +21,7 @@ from tests.test_calibrate_cli import _body_25
 from ws3d.camera import default_focal
 from ws3d.cli import main
 from ws3d.data.calibration_files import CameraCalibration, write_toml
+from ws3d.data.multicam import decode_frames
 from ws3d.data.records import open_records
 from ws3d.skeleton import JOINTS
 
@@ -174,9 +179,9 @@ def test_intrinsics_file_undistorts_the_joints(studio):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ("one_folder", "--frames: 2 folders for 3 detections paths"),
+        ("one_folder", "--frames: 2 folders or videos for 3 detections paths"),
         ("two_cameras_calib", "cameras, but 3 detections paths"),
-        ("no_folder", "(camera 2): no such frame folder"),
+        ("no_folder", "(camera 2): no such frame folder or video file"),
         ("wrong_size", "camera 'cam_1' is 640x480 px"),
     ],
 )
@@ -199,3 +204,149 @@ def test_bad_input_is_one_line_naming_it(studio, capsys, change, message):
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+LEVEL = 24  # a numbered frame's grey level is 20 + LEVEL * frame: frames differ by far more than JPEG's error
+
+
+def _numbered(c: int, f: int) -> np.ndarray:
+    """Camera c's frame f (H, W, 3) BGR: its grey level and digit say which frame it is."""
+    image = np.full((H, W, 3), 20 + LEVEL * f, np.uint8)
+    image[:, :, c] = 128  # and which camera
+    cv2.putText(image, str(f), (20, 36), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2)
+    return image
+
+
+def _write_video(path: Path, images) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (W, H))
+    assert writer.isOpened(), f"OpenCV cannot write MJPG to {path}"
+    for image in images:
+        writer.write(image)
+    writer.release()
+
+
+@pytest.fixture()
+def filmed(studio):
+    """The studio's detections with numbered frames: per camera a video (cam<c>.avi) and the
+    same frames as a JPEG folder."""
+    tmp_path, _, detections = studio
+    videos, folders = [], []
+    for c in range(CAMERAS):
+        images = [_numbered(c, f) for f in range(FRAMES)]
+        video = tmp_path / "videos" / f"cam{c + 1}.avi"
+        video.parent.mkdir(exist_ok=True)
+        _write_video(video, images)
+        folder = tmp_path / "jpeg" / f"cam{c + 1}"
+        folder.mkdir(parents=True)
+        for f, image in enumerate(images):
+            cv2.imwrite(str(folder / f"{f:06d}.jpg"), image)
+        videos.append(str(video))
+        folders.append(str(folder))
+    return tmp_path, videos, folders, detections
+
+
+def _frame_of(image: np.ndarray, c: int) -> int:
+    """The frame a numbered image (RGB, as a RecordDataset returns it) shows, from its grey level."""
+    grey = np.median(image[..., [k for k in range(3) if k != 2 - c]])  # RGB: BGR channel c is 2 - c
+    return int(round((grey - 20) / LEVEL))
+
+
+ARRAYS = ("group", "camera", "rig", "uv", "vis", "centre", "side", "K", "has_K", "R", "t", "extrinsics_known")
+
+
+@pytest.mark.parametrize("extra", [[], ["--every", "2"], ["--offsets", "0", "0", "1"],
+                                   ["--offsets", "0", "2", "0", "--every", "3"]], ids=str)  # fmt: skip
+@pytest.mark.parametrize("as_video", [(0, 1, 2), (1,)], ids=["all videos", "camera 2 a video"])
+def test_a_video_gives_the_record_set_of_its_frames_as_a_folder(filmed, extra, as_video, capsys):
+    tmp_path, videos, folders, detections = filmed
+    from_folders = tmp_path / "folders.npz"
+    assert main(["data", "records", "multicam", *detections, "--frames", *folders, "--out", str(from_folders),
+                 *extra]) == 0  # fmt: skip
+    mixed = [videos[c] if c in as_video else folders[c] for c in range(CAMERAS)]
+    from_videos = tmp_path / "videos.npz"
+    assert main(["data", "records", "multicam", *detections, "--frames", *mixed, "--out", str(from_videos),
+                 *extra]) == 0  # fmt: skip
+    a, b = open_records(from_folders, multi_view=True), open_records(from_videos, multi_view=True)
+    for key in ARRAYS:
+        np.testing.assert_array_equal(a.arrays[key], b.arrays[key], err_msg=key)
+    written = tmp_path / "videos_frames"  # the default: beside --out, named after it
+    for i, (path, camera) in enumerate(zip(b.arrays["image"], b.arrays["camera"], strict=True)):
+        frame = int(Path(a.arrays["image"][i]).stem)
+        if camera in as_video:
+            assert (b.root / path) == written / f"cam{camera + 1}" / f"{frame:06d}.jpg"
+        else:
+            assert b.root / path == a.root / a.arrays["image"][i]
+        image, reference = b[i]["image"], a[i]["image"]
+        assert image.shape == reference.shape == (H, W, 3)
+        assert np.abs(image.astype(int) - reference).mean() < 4.0  # MJPG + JPEG against JPEG
+        assert _frame_of(image, int(camera)) == frame  # the video's frame f is frame f
+    for c in as_video:  # only the kept views' frames were decoded
+        names = {Path(p).name for p, cam in zip(b.arrays["image"], b.arrays["camera"], strict=True) if cam == c}
+        assert {p.name for p in (written / f"cam{c + 1}").iterdir()} == names
+    kept = [line for line in capsys.readouterr().out.splitlines() if line.startswith("kept ")]
+    assert len(kept) == 2 and kept[0] == kept[1]  # the same views kept and dropped, for the same reasons
+
+
+def test_video_frames_are_skipped_with_grab_not_decoded(filmed, monkeypatch):
+    """One sequential pass: every frame up to the last wanted one grabbed once, only the
+    wanted ones retrieved (colour-converted and copied)."""
+    _, videos, _, _ = filmed
+    calls = []
+
+    class Counting:
+        def __init__(self, path):
+            self.capture = real(path)
+
+        def __getattr__(self, name):
+            method = getattr(self.capture, name)
+            return lambda *args: (calls.append(name), method(*args))[1]
+
+    real = cv2.VideoCapture
+    monkeypatch.setattr(cv2, "VideoCapture", Counting)
+    written = decode_frames(videos[0], 0, [5, 2, 2], Path(videos[0]).parent / "out", length=FRAMES)
+    assert [p.name for p in written] == ["000002.jpg", "000005.jpg"]
+    assert calls.count("grab") == 6 and calls.count("retrieve") == 2 and "read" not in calls
+    assert _frame_of(cv2.imread(str(written[1]))[..., ::-1], 0) == 5
+
+
+def test_video_frames_go_where_asked_and_the_root_covers_them(filmed):
+    tmp_path, videos, folders, detections = filmed
+    out = tmp_path / "rs.npz"
+    frames = tmp_path / "decoded"
+    code = main(["data", "records", "multicam", *detections, "--frames", videos[0], *folders[1:], "--out", str(out),
+                 "--video-frames", str(frames), "--images", str(tmp_path)])  # fmt: skip
+    assert code == 0
+    data = open_records(out, multi_view=True)
+    assert data.root == tmp_path
+    assert sorted({Path(p).parent.as_posix() for p in data.arrays["image"]}) == ["decoded/cam1", "jpeg/cam2",
+                                                                                  "jpeg/cam3"]  # fmt: skip
+    assert not (tmp_path / "rs_frames").exists()
+
+
+@pytest.mark.parametrize("change", ["short", "unreadable", "image", "outside_root"])
+def test_a_bad_video_is_one_line_naming_it(filmed, capsys, change):
+    tmp_path, videos, folders, detections = filmed
+    bad, extra = Path(videos[1]), []
+    if change == "short":  # two frames fewer than its detections
+        _write_video(bad, [_numbered(1, f) for f in range(FRAMES - 2)])
+        message = f"{bad} (camera 2): the video ends after 6 frames (0..5), but its detections list frames up to 7"
+    elif change == "unreadable":
+        bad = bad.with_suffix(".mp4")
+        bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(200))
+        message = f"{bad} (camera 2): not a video that OpenCV can read"
+    elif change == "image":
+        bad = Path(folders[1]) / "000000.jpg"
+        message = f"{bad} (camera 2): an image; --frames takes a frame folder or a video"
+    else:
+        extra = ["--images", str(tmp_path / "jpeg")]
+        message = (f"--video-frames {tmp_path / 'out_frames'}: camera 1's frames ({videos[0]}) would not be under "
+                   f"the images' root {tmp_path / 'jpeg'}")  # fmt: skip
+    out = tmp_path / "out.npz"
+    code = main(["data", "records", "multicam", *detections, "--frames", videos[0], str(bad), folders[2],
+                 "--out", str(out), *extra])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not out.exists()
+    written = tmp_path / "out_frames"  # nothing decoded is left behind
+    assert not written.exists() or not any(p.is_file() for p in written.rglob("*"))
