@@ -11,6 +11,10 @@
 * ``full``: the fully supervised baseline: the same images, L_H + psi L_z with the
   multi-view images' 3D labels.
 
+``train.init`` starts any stage from a ws3d checkpoint or from a public 2D model, an
+MMPose top-down HRNet-W32 trained on COCO (:mod:`ws3d.model.mmpose`: its backbone and
+heatmaps; the depth maps start untrained).
+
 Runs with ``torchrun`` use DistributedDataParallel: each process takes an equal share of
 every global batch. ``run_dir/last.pt`` is written atomically every
 ``train.checkpoint_every`` steps; starting a run whose directory holds one resumes it
@@ -56,6 +60,7 @@ from ws3d.errors import InputError
 from ws3d.evaluate import evaluate
 from ws3d.losses import bone_loss, depth_loss, heatmap_loss, multiview_loss, relative_depths, uv_loss
 from ws3d.model import build_model, load_weights
+from ws3d.model.build import load_init, read_init
 from ws3d.plots import read_jsonl, training_curves
 from ws3d.progress import progress_bar
 from ws3d.weak_data import multi_view_set
@@ -127,7 +132,7 @@ def run_digests(cfg: Config, splits: dict[str, Dataset]) -> dict[str, str]:
     ``train.init`` weights, so that a checkpoint replaced at the same path is noticed."""
     digests = {role: digest_arrays(split.arrays) for role, split in splits.items()}
     if cfg.train.init:
-        digests["init"] = weights_digest(load_checkpoint(cfg.train.init)["model"])
+        digests["init"] = weights_digest(read_init(cfg.train.init)["model"])
     return digests
 
 
@@ -237,16 +242,14 @@ def build(cfg: Config, rank: int = 0, world: int = 1, device: torch.device | str
     """The stage's model (initialised from ``train.init``), mixed data set, batch sampler and
     the digests of its training data by role (kept in checkpoints). ``resume``: the
     checkpoint a run resumes from, whose data must be the same."""
-    init = load_checkpoint(cfg.train.init) if cfg.train.init else None  # fail before anything is written
+    # A ws3d checkpoint or an MMPose COCO HRNet-W32 (ws3d.model.mmpose); fail before anything is written.
+    init = read_init(cfg.train.init, cfg.model.backbone) if cfg.train.init else None
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg).to(device)
     if init is not None:
-        from_2d = init["config"]["train"]["stage"] == "pretrain2d" and cfg.train.stage != "pretrain2d"
-        load_weights(model, init, cfg.train.init, depth=not from_2d)
-        if from_2d:
-            model.reset_depth()  # depth maps start untrained after 2D pre-training
+        load_init(model, init, cfg.train.init, cfg.train.stage)
     if cfg.train.freeze_2d:
         model.freeze_2d()
     if cfg.train.stage == "pretrain2d":

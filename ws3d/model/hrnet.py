@@ -5,7 +5,8 @@ The module and parameter names follow the public pose-estimation checkpoints
 ``hrnet_w32`` and MMPose's ``HRNet`` backbone use the same names, so an official
 ``pose_hrnet_w32_*.pth``, an ImageNet ``hrnet_w32`` (official or timm) or an MMPose
 HRNet-W32 checkpoint that a user has on disk loads with :func:`load_hrnet_weights`.
-Nothing is downloaded.
+Nothing is downloaded. (``train.init`` also takes a whole MMPose COCO model, its heatmap
+head too: :mod:`ws3d.model.mmpose`.)
 
 Shapes: images (B, 3, H, W) -> features (B, 32, H/4, W/4).
 """
@@ -13,7 +14,10 @@ Shapes: images (B, 3, H, W) -> features (B, 32, H/4, W/4).
 from __future__ import annotations
 
 import os
+import pickle
+import re
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -160,6 +164,49 @@ def _backbone_weights(state: dict) -> tuple[str, dict]:
     return prefix, {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
+def _numpy_globals() -> list:
+    """What a weights-only ``torch.load`` may rebuild besides tensors: numpy arrays, dtypes and
+    scalars (MMPose 1.x keeps its dataset's metadata, numpy arrays among it, in ``meta``),
+    under numpy 2's names and numpy 1's (``numpy.core``), which older files carry."""
+    core = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    old = "numpy.core.multiarray."
+    allowed = [np.ndarray, np.dtype, core._reconstruct, core.scalar]
+    allowed += [(core._reconstruct, old + "_reconstruct"), (core.scalar, old + "scalar")]
+    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25 pickles a dtype by its class
+    if dtypes is not None:
+        allowed += [getattr(dtypes, name) for name in dtypes.__all__ if name != "ObjectDType"]
+    return allowed
+
+
+def load_torch_file(path: str | os.PathLike):
+    """``torch.load`` a file a user named, on the CPU, weights only (no code runs).
+
+    Tensors, plain Python values and numpy arrays (:func:`_numpy_globals`) load.
+
+    Returns:
+        What the file holds, or None if it is not a readable PyTorch file (truncated,
+        corrupt, or another kind of file).
+
+    Raises:
+        InputError: the file holds other Python objects (e.g. a whole pickled model, or
+            mmengine's training state beside the weights); the message names the first.
+    """
+    try:
+        with torch.serialization.safe_globals(_numpy_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        found = re.findall(r"GLOBAL ([\w.]+)", str(error)) or re.findall(r"got <class '([\w.]+)'>", str(error))
+        if found:
+            raise InputError(
+                f"{path}: holds Python objects other than tensors, numpy arrays and plain values ({found[0]}), "
+                "which ws3d does not unpickle; save its state_dict alone (for MMPose: tools/misc/publish_model.py, "
+                "or torch.save({'state_dict': checkpoint['state_dict']}, path))"
+            ) from None
+        return None
+    except Exception:  # a truncated or foreign file; the caller names what it expected
+        return None
+
+
 def load_hrnet_weights(backbone: HRNetW32, path: str | os.PathLike) -> dict:
     """Load HRNet-W32 backbone weights from a checkpoint file on disk.
 
@@ -174,7 +221,7 @@ def load_hrnet_weights(backbone: HRNetW32, path: str | os.PathLike) -> dict:
 
     Args:
         backbone: the HRNet-W32 to load into, in place.
-        path: a file written by ``torch.save`` (read with ``weights_only=True``).
+        path: a file written by ``torch.save`` (read weights-only: :func:`load_torch_file`).
 
     Returns:
         ``{"loaded": n, "ignored": m, "ignored_keys": [...]}``: the number of backbone
@@ -186,12 +233,11 @@ def load_hrnet_weights(backbone: HRNetW32, path: str | os.PathLike) -> dict:
         InputError: the file is not a readable checkpoint, or a backbone tensor is missing
             or has the wrong shape (the message names the first one, as in the file).
     """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise MissingFileError(f"{path}: no such HRNet checkpoint file") from None
-    except Exception as error:  # a truncated or foreign file: say which file, not a traceback
-        raise InputError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__})") from None
+    if not os.path.isfile(path):
+        raise MissingFileError(f"{path}: no such HRNet checkpoint file")
+    state = load_torch_file(path)
+    if state is None:  # a truncated or foreign file: say which file, not a traceback
+        raise InputError(f"{path}: not a readable PyTorch checkpoint")
     for wrapper in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
