@@ -11,6 +11,9 @@ it times ws3d, the eager and the compiled reference, and prints:
 * GFLOP/s and the fraction of its measured compute peak (a large matmul of the same
   dtype: what the cores reach with fused multiply-adds on all SIMD lanes);
 * ws3d's speed-up over eager and compiled;
+* ws3d's ns per problem and fraction of copy with the value checks off
+  (``ws3d.ops.set_value_checks(False)``): the NaN and sign screens read the inputs once
+  more, which the kernels alone do not;
 * the CPU model, its ISA flags and the flags the native kernels were built with.
 
 An op is memory-bound where its bytes limit it before its flops do; the table says which
@@ -33,6 +36,7 @@ from sweep import RESULTS, copy_bandwidth, machine, median_seconds  # noqa: E402
 from ws3d.ops import (  # noqa: E402
     reconstruct_3d,
     reconstruct_3d_reference,
+    set_value_checks,
     softargmax_2p5d,
     softargmax_2p5d_reference,
     weighted_procrustes,
@@ -68,6 +72,19 @@ def _sync(x, device: torch.device):
     if device.type == "cuda":
         torch.cuda.synchronize()
     return x
+
+
+def _unchecked(fn: Callable) -> Callable:
+    """fn with the ops' value checks off for the call."""
+
+    def run(*args):
+        set_value_checks(False)
+        try:
+            return fn(*args)
+        finally:
+            set_value_checks(True)
+
+    return run
 
 
 def _with_backward(run: Callable[[], tuple], inputs: tuple, grads: tuple) -> Callable[[], object]:
@@ -179,6 +196,7 @@ def measure(device: torch.device, min_time: float, ops: list[str], dtypes: list[
         for dtype in dtypes:
             variants, inputs, grads, count, passes = PROBLEMS_BY_OP[op](device, dtype)
             variants["compiled"] = torch.compile(variants["eager"])
+            variants["unchecked"] = _unchecked(variants["ws3d"])
             for name, (bytes_per, flops_per) in passes.items():
                 times = {}
                 for variant, fn in variants.items():
@@ -195,12 +213,16 @@ def measure(device: torch.device, min_time: float, ops: list[str], dtypes: list[
                        "flops_per_problem": flops_per, "ns_per_problem": t / count * 1e9, "ms": t * 1e3,
                        "gbps": gbps, "of_copy": gbps / meta["copy_gbps"], "gflops": gflops,
                        "of_matmul": gflops / meta["matmul_gflops"][dt], "vs_eager": times["eager"] / t,
-                       "vs_compiled": times["compiled"] / t}  # fmt: skip
+                       "vs_compiled": times["compiled"] / t,
+                       "ns_per_problem_unchecked": times["unchecked"] / count * 1e9,
+                       "of_copy_unchecked": bytes_per * count / times["unchecked"] / 1e9 / meta["copy_gbps"],
+                       }  # fmt: skip
                 rows.append(row)
                 print(f"  {op:20s} {dt:8s} {name:17s} {row['ms']:8.3f} ms {row['ns_per_problem']:9.1f} ns/problem "
                       f"{gbps:6.2f} GB/s ({row['of_copy']:4.0%} of copy) {gflops:6.1f} GFLOP/s "
                       f"({row['of_matmul']:4.0%} of matmul)  {row['vs_eager']:6.2f}x eager "
-                      f"{row['vs_compiled']:6.2f}x compiled", flush=True)  # fmt: skip
+                      f"{row['vs_compiled']:6.2f}x compiled; value checks off {row['ns_per_problem_unchecked']:9.1f} "
+                      f"ns/problem ({row['of_copy_unchecked']:4.0%})", flush=True)  # fmt: skip
     return meta, rows
 
 
@@ -212,13 +234,14 @@ def markdown(meta: dict, rows: list[dict]) -> str:
         f"matmul {peaks} GFLOP/s.",
         "",
         "| op | dtype | pass | bytes / problem | flops / problem | ns / problem | GB/s | of copy | GFLOP/s "
-        "| of matmul | vs eager | vs compiled |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| of matmul | vs eager | vs compiled | ns / problem, value checks off | of copy, value checks off |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(f"| {r['op']} | {r['dtype']} | {r['pass']} | {r['bytes_per_problem']} | {r['flops_per_problem']} "
                      f"| {r['ns_per_problem']:.1f} | {r['gbps']:.1f} | {r['of_copy']:.0%} | {r['gflops']:.1f} "
-                     f"| {r['of_matmul']:.0%} | {r['vs_eager']:.1f}x | {r['vs_compiled']:.1f}x |")  # fmt: skip
+                     f"| {r['of_matmul']:.0%} | {r['vs_eager']:.1f}x | {r['vs_compiled']:.1f}x "
+                     f"| {r['ns_per_problem_unchecked']:.1f} | {r['of_copy_unchecked']:.0%} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

@@ -107,6 +107,31 @@ def test_matches_float64_reference_forward_and_backward(backend, dtype, B, J, re
             assert_close(a[valid], e[valid], dtype, cond=COND[name], name=name)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_rows_that_share_a_camera_and_rows_that_do_not(backend):
+    """Runs of rows with the same K between rows with others (A A B A C C B ...): a kernel
+    that reuses K^-1 across rows must invert again wherever K changes, and only there."""
+    B = 41
+    _, _, cameras, _ = _scene(3, seed=5)
+    which = torch.randint(0, 3, (B,), generator=torch.Generator().manual_seed(3))
+    which[:3] = torch.tensor([0, 0, 1])
+    K = cameras[which]
+    _, _, _, truth = _scene(B, seed=6)
+    projected = truth @ K.mT  # the same people seen through each row's camera
+    uv, z = projected[..., :2] / projected[..., 2:], truth[..., 2] - truth[:, :1, 2]
+    g = torch.Generator().manual_seed(8)
+    g_P = torch.randn(B, 17, 3, generator=g, dtype=torch.float64)
+    g_root = torch.randn(B, generator=g, dtype=torch.float64)
+    expected = _forward_backward(reconstruct_3d_reference, uv, z, K, (8, 0), g_P, g_root)
+    with use_backend(backend):
+        actual = _forward_backward(reconstruct_3d, *(x.to(DEVICE) for x in (uv, z, K)), (8, 0), g_P.to(DEVICE),
+                                   g_root.to(DEVICE))  # fmt: skip
+    assert expected[2].all() and torch.equal(actual[2].cpu(), expected[2])
+    for name, a, e in zip(("P", "z_root", "valid", "g_uv", "g_z"), actual, expected, strict=True):
+        if name != "valid":
+            assert_close(a.cpu(), e, torch.float64, cond=COND[name], name=name)
+
+
 @pytest.mark.parametrize("backend,dtype", backend_params())
 @pytest.mark.parametrize("gradient", [0, 1], ids=["g_uv", "g_z"])
 @pytest.mark.parametrize("mutation", MUTATIONS)

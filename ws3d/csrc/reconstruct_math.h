@@ -59,11 +59,10 @@ struct RootDepth {
   }
 };
 
+// The row given K^-1 (inv).
 template <typename T>
-WS3D_HD void reconstruct_row_forward(const T* uv, const T* z, const T* K, int64_t J, int64_t k, int64_t l, T* P,
-                                     T* z_root, bool* valid) {
-  T inv[9];
-  invert3x3(K, inv);
+WS3D_HD void reconstruct_row_forward_inv(const T* uv, const T* z, const T* inv, int64_t J, int64_t k, int64_t l,
+                                         T* P, T* z_root, bool* valid) {
   const RootDepth<T> root(inv, uv, z, k, l);
   for (int64_t j = 0; j < J; ++j) {
     T x[3];
@@ -75,10 +74,16 @@ WS3D_HD void reconstruct_row_forward(const T* uv, const T* z, const T* K, int64_
 }
 
 template <typename T>
-WS3D_HD void reconstruct_row_backward(const T* g_P, T g_root, const T* uv, const T* z, const T* K, int64_t J,
-                                      int64_t k, int64_t l, T* g_uv, T* g_z) {
+WS3D_HD void reconstruct_row_forward(const T* uv, const T* z, const T* K, int64_t J, int64_t k, int64_t l, T* P,
+                                     T* z_root, bool* valid) {
   T inv[9];
   invert3x3(K, inv);
+  reconstruct_row_forward_inv(uv, z, inv, J, k, l, P, z_root, valid);
+}
+
+template <typename T>
+WS3D_HD void reconstruct_row_backward_inv(const T* g_P, T g_root, const T* uv, const T* z, const T* inv, int64_t J,
+                                          int64_t k, int64_t l, T* g_uv, T* g_z) {
   const RootDepth<T> root(inv, uv, z, k, l);
   // d/du and d/dv of x~ = K^-1 [u, v, 1] are K^-1's first two columns.
   auto to_uv = [&](const T* g_x, T* out, T sign) {
@@ -110,6 +115,14 @@ WS3D_HD void reconstruct_row_backward(const T* g_P, T g_root, const T* uv, const
   to_uv(at_l, g_uv + 2 * l, T(-1));
   g_z[k] += dot3(g_e, root.xk);
   g_z[l] -= dot3(g_e, root.xl);
+}
+
+template <typename T>
+WS3D_HD void reconstruct_row_backward(const T* g_P, T g_root, const T* uv, const T* z, const T* K, int64_t J,
+                                      int64_t k, int64_t l, T* g_uv, T* g_z) {
+  T inv[9];
+  invert3x3(K, inv);
+  reconstruct_row_backward_inv(g_P, g_root, uv, z, inv, J, k, l, g_uv, g_z);
 }
 
 }  // namespace ws3d

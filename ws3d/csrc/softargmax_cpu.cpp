@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 #ifdef __linux__
 #include <sys/mman.h>
@@ -47,6 +48,13 @@ void softargmax_forward_cpu(const T* h, const T* d, int64_t B, int64_t J, int64_
                             int64_t h_sj, int64_t d_sb, int64_t d_sj, double beta_, T* uv, T* z, T* conf, T* lse) {
   const T beta = static_cast<T>(beta_);
   const int64_t n = H * W;
+  // Every element's x and y as T, shared by the threads (a division per element would
+  // not vectorise).
+  std::vector<T> xs(n), ys(n);
+  for (int64_t i = 0; i < n; ++i) {
+    xs[i] = column<T>(i % W);
+    ys[i] = column<T>(i / W);
+  }
 #pragma omp parallel for schedule(static)
   for (int64_t row = 0; row < B * J; ++row) {
     const T* hr = h + (row / J) * h_sb + (row % J) * h_sj;
@@ -58,26 +66,27 @@ void softargmax_forward_cpu(const T* h, const T* d, int64_t B, int64_t J, int64_
     const T shift = m == -std::numeric_limits<T>::infinity() ? T(0) : m;
     // SIMD partial sums over at most kChunk elements in T, flushed into double: a long
     // sequential float32 sum over the whole grid would lose ~H digits' worth of accuracy.
+    // The chunks run over the flat plane, x and y read from tables: at small W a loop per
+    // image row spends as long reducing its lanes as computing its exps.
     constexpr int64_t kChunk = 512;
+    const T* xt = xs.data();
+    const T* yt = ys.data();
     double sum = 0, sum_x = 0, sum_y = 0, sum_d = 0;
-    for (int64_t y = 0; y < H; ++y) {
-      for (int64_t x0 = 0; x0 < W; x0 += kChunk) {
-        const T* hy = hr + y * W;
-        const T* dy = dr + y * W;
-        const int64_t x1 = x0 + kChunk < W ? x0 + kChunk : W;
-        T part = 0, part_x = 0, part_d = 0;
-#pragma omp simd reduction(+ : part, part_x, part_d)
-        for (int64_t x = x0; x < x1; ++x) {
-          const T e = fast_exp(beta * (hy[x] - shift));
-          part += e;
-          part_x += e * column<T>(x);
-          part_d += e * dy[x];
-        }
-        sum += part;
-        sum_x += part_x;
-        sum_y += static_cast<double>(part) * static_cast<double>(y);
-        sum_d += part_d;
+    for (int64_t i0 = 0; i0 < n; i0 += kChunk) {
+      const int64_t i1 = i0 + kChunk < n ? i0 + kChunk : n;
+      T part = 0, part_x = 0, part_y = 0, part_d = 0;
+#pragma omp simd reduction(+ : part, part_x, part_y, part_d)
+      for (int64_t i = i0; i < i1; ++i) {
+        const T e = fast_exp(beta * (hr[i] - shift));
+        part += e;
+        part_x += e * xt[i];
+        part_y += e * yt[i];
+        part_d += e * dr[i];
       }
+      sum += part;
+      sum_x += part_x;
+      sum_y += part_y;
+      sum_d += part_d;
     }
     const T u = static_cast<T>(sum_x / sum), v = static_cast<T>(sum_y / sum);
     uv[2 * row] = u;
