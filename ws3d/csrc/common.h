@@ -55,7 +55,41 @@ inline float fast_exp(float x) {
   return clamped < -87.33654475f ? 0.0f : p * scale;
 }
 
-inline double fast_exp(double x) { return std::exp(x); }
+// The same for double: Cody-Waite reduction with ln2 split in two and a degree-13 Taylor
+// polynomial (truncation below 1e-17 relative on |r| <= ln2 / 2), a few ulp in all.
+// Results below the normal range (x < -708.39) are 0, where std::exp gives subnormals:
+// the softmax sums add them to terms near 1.
+inline double fast_exp(double x) {
+  const double kLog2e = 1.4426950408889634, kLn2Hi = 6.93147180369123816490e-01,
+               kLn2Lo = 1.90821492927058770002e-10;
+  // The clamps keep the integer arithmetic below in range; NaN passes through both.
+  double clamped = x > 709.0 ? 709.0 : x;
+  clamped = clamped < -745.0 ? -745.0 : clamped;
+  const double kMagic = 6755399441055744.0;  // 1.5 * 2^52
+  const double shifted = clamped * kLog2e + kMagic;
+  int64_t k_bits;
+  std::memcpy(&k_bits, &shifted, sizeof k_bits);
+  const double k = shifted - kMagic;
+  const double r = clamped - k * kLn2Hi - k * kLn2Lo;
+  double p = 1.0 / 6227020800.0;
+  p = p * r + 1.0 / 479001600.0;
+  p = p * r + 1.0 / 39916800.0;
+  p = p * r + 1.0 / 3628800.0;
+  p = p * r + 1.0 / 362880.0;
+  p = p * r + 1.0 / 40320.0;
+  p = p * r + 1.0 / 5040.0;
+  p = p * r + 1.0 / 720.0;
+  p = p * r + 1.0 / 120.0;
+  p = p * r + 1.0 / 24.0;
+  p = p * r + 1.0 / 6.0;
+  p = p * r + 0.5;
+  p = p * r + 1.0;
+  p = p * r + 1.0;
+  const int64_t bits = (k_bits - 0x4338000000000000LL + 1023) << 52;
+  double scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return clamped < -708.3964185322641 ? 0.0 : p * scale;
+}
 
 }  // namespace ws3d
 
