@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from tests.public_formats import OPENPOSE_BODY_25
+from ws3d.calibrate import AMBIGUOUS, LOST, TRACK_RESTART, read_views
 from ws3d.cli import main
 from ws3d.data.calibration_files import CameraCalibration, read_calibration, write_toml
 from ws3d.data.studio import FRAME_SIZE, DetectorFaults, detect, observe, sample_studio, studio_motion
@@ -203,3 +204,122 @@ def test_bad_input_prints_one_line_and_writes_nothing(footage, tmp_path, capsys)
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("ws3d: error:") and needle in lines[0], (args, lines)
         assert not out.exists()
+
+
+# One person tracked per camera (ws3d.calibrate's "People" rule). Camera 1 films the scenes
+# below; camera 2 one person throughout, so that every frame is a row of the grid (row = frame).
+HEIGHT = 300.0  # px, the figures' height; their confident joints' box diagonal is ~280 px
+# A standing person's joints relative to the pelvis, in heights (ws3d order, image v down).
+FIGURE = np.array([
+    [0, 0], [-0.06, 0], [-0.06, 0.25], [-0.06, 0.5], [0.06, 0], [0.06, 0.25], [0.06, 0.5], [0, -0.15], [0, -0.3],
+    [0, -0.38], [0, -0.45], [0.1, -0.28], [0.15, -0.15], [0.17, -0.02], [-0.1, -0.28], [-0.15, -0.15], [-0.17, -0.02],
+])  # fmt: skip
+
+
+def _figure(x: float, confidence: float, rng, jitter: float = 1.0) -> np.ndarray:
+    """(17, 3) [u, v, confidence] of a person standing with the pelvis at (x, 600) px, each joint
+    off by up to ``jitter`` px (a detector's noise)."""
+    uv = np.array([x, 600.0]) + HEIGHT * FIGURE + rng.uniform(-jitter, jitter, (17, 2))
+    return np.concatenate([uv, np.full((17, 1), confidence)], 1)
+
+
+def _track(tmp_path: Path, scene: list[list[np.ndarray]]):
+    """read_views of camera 1 filming ``scene`` (per frame its people, as listed in the JSON)
+    and camera 2 one person in every frame."""
+    rng = np.random.default_rng(0)
+    for c, frames in enumerate([scene, [[_figure(800 + f, 0.9, rng)] for f in range(len(scene))]]):
+        folder = tmp_path / f"cam{c + 1}"
+        folder.mkdir()
+        for f, people in enumerate(frames):
+            listed = [{"person_id": [-1], "pose_keypoints_2d": _body_25(p).ravel().tolist()} for p in people]
+            (folder / f"cam{c + 1}_{f:012d}_keypoints.json").write_text(json.dumps({"version": 1.3, "people": listed}))
+    views = read_views([tmp_path / "cam1", tmp_path / "cam2"])
+    assert views.times.tolist() == list(range(len(scene)))
+    return views
+
+
+def _is(views, row: int, person: np.ndarray) -> bool:
+    """Whether camera 1 kept ``person`` (its BODY_25 joints) at ``row``."""
+    kept = views.w[row, 0] > 0
+    return kept[BODY_25_JOINTS].all() and np.allclose(views.uv[row, 0][BODY_25_JOINTS], person[BODY_25_JOINTS, :2])
+
+
+BODY_25_JOINTS = [JOINTS.index(joint) for joint in BODY_25_IS]
+
+
+def test_two_people_walking_the_tracked_one_is_kept_when_the_other_is_more_confident(tmp_path):
+    """The other person walks up to within the gate (130 px beside, ~0.46 of the diagonal)
+    and is the more confident one in every third frame, listed first in every other."""
+    rng = np.random.default_rng(1)
+    scene, truth = [], []
+    for f in range(40):
+        x = 300.0 + 4 * f
+        person = _figure(x, 0.8, rng)
+        other = _figure(max(x + 900 - 20 * f, x + 130), 0.95 if f % 3 == 1 else 0.5, rng)
+        scene.append([other, person] if f % 2 else [person, other])
+        truth.append(person)
+    views = _track(tmp_path, scene)
+    assert views.lost.tolist() == [0, 0] and views.ambiguous.tolist() == [0, 0]
+    assert not views.untracked.any()
+    assert all(_is(views, f, truth[f]) for f in range(40))  # every frame, the same person
+
+
+def test_a_lone_detection_elsewhere_is_not_kept_while_the_track_is_recent(tmp_path):
+    """The tracked person walks out after frame 9; somebody else is detected alone, far off,
+    in frames 10-19; the person comes back elsewhere at frame 9 + TRACK_RESTART - 4: lost
+    for 5 frames (the track is recent), picked up again by the restart."""
+    rng = np.random.default_rng(2)
+    back = 9 + TRACK_RESTART - 4
+    scene, truth = [], {}
+    for f in range(back + 15):
+        if f < 10:
+            truth[f] = _figure(300.0 + 4 * f, 0.8, rng)
+        elif f >= back:
+            truth[f] = _figure(1000.0 + 4 * (f - back), 0.8, rng)
+        scene.append([truth[f]] if f in truth else [_figure(1500.0, 0.9, rng)] if f < 20 else [])
+    views = _track(tmp_path, scene)
+    assert views.lost.tolist() == [10 + 5, 0] and views.ambiguous.tolist() == [0, 0]
+    assert all(_is(views, f, truth[f]) for f in range(10))
+    assert not views.w[10:20, 0].any() and (views.untracked[10:20, 0] == LOST).all()  # the other one: not kept
+    assert not views.w[back : back + 5, 0].any() and (views.untracked[back : back + 5, 0] == LOST).all()
+    assert all(_is(views, f, truth[f]) for f in range(back + 5, back + 15))  # restarted on the person
+
+
+def test_people_crossing_in_the_same_pose_are_ambiguous_and_dropped(tmp_path):
+    """One stands (jittering by a px), the other walks past at 1 px a frame in the same pose,
+    more confident from frame 1 on: where the two overlap, neither is clearly the tracked one."""
+    rng = np.random.default_rng(3)
+    scene, truth = [], []
+    for f in range(60):
+        person = _figure(800.0, 0.8, rng)
+        other = _figure(830.0 - f, 0.95 if f else 0.5, rng)
+        scene.append([other, person])
+        truth.append(person)
+    views = _track(tmp_path, scene)
+    ambiguous = np.flatnonzero(views.untracked[:, 0] == AMBIGUOUS)
+    assert views.ambiguous.tolist() == [len(ambiguous), 0] and len(ambiguous) >= 3
+    assert views.lost.tolist() == [0, 0]
+    assert (np.abs(830.0 - ambiguous - 800.0) <= 5).all()  # where the two are within a few px of each other
+    assert not views.w[ambiguous, 0].any()  # dropped
+    kept = [f for f in range(60) if f not in ambiguous]
+    assert all(_is(views, f, truth[f]) for f in kept)  # before and after the crossing, the standing one
+
+
+def test_calibrate_prints_the_frames_where_the_tracked_person_was_lost(footage, tmp_path, capsys):
+    """Camera 2's person is missing from frames 40-44, where a false detection far off is the
+    only person: those frames keep nobody, and the line says so."""
+    moved = tmp_path / "cam2"
+    moved.mkdir()
+    for file in sorted(footage.pinhole[1].iterdir()):
+        data = json.loads(file.read_text())
+        if 40 <= int(file.name.split("_")[1]) < 45:
+            keypoints = np.array(data["people"][-1]["pose_keypoints_2d"]).reshape(25, 3)
+            keypoints[:, 0] = np.where(keypoints[:, 2] > 0, 1900.0 - keypoints[:, 0] / 10, 0.0)  # far right, thin
+            data["people"] = [{"person_id": [-1], "pose_keypoints_2d": keypoints.ravel().tolist()}]
+        (moved / file.name).write_text(json.dumps(data))
+    paths = [footage.pinhole[0], moved, footage.pinhole[2]]
+    out = tmp_path / "rig.toml"
+    assert main(["calibrate", *map(str, paths), "--out", str(out), "--size", *map(str, FRAME_SIZE), "--offsets",
+                 "0", "0", str(LAG[2]), "--every", "2"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "one person tracked per camera: frames lost [0, 5, 0], ambiguous [0, 0, 0]" in printed

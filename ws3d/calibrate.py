@@ -12,11 +12,23 @@ Rules, from files to calibrate_rig's arrays:
   cameras have a person at it; the rows are every ``every``-th moment from the first
   frame in common to the last (a contiguous grid, so that calibrate_rig's offset search
   shifts streams by whole rows), a camera with no person at a row having weight 0 there.
-- People: per frame and camera, the person with the highest mean confidence over the 17
-  joints. calibrate_rig wants one person per frame seen by every camera; with several
-  people in the volume, each camera keeps its own most confident one, which need not be
-  the same person in every view, and the robust loss then takes the mismatched views'
-  joints for outliers. Film one person at a time for a calibration.
+- People: one person per camera, tracked through the camera's frames in frame order
+  (every frame its detections list, before ``every`` picks rows; a person counts when
+  one of its joints is at or above ``threshold``). The first frame with a person starts
+  the track with the most confident one (highest mean confidence over the 17 joints).
+  Each later frame keeps the person nearest the track's last kept pose: the median
+  distance over the joints confident in both (at least ``TRACK_MIN_JOINTS``), as a share
+  of the last pose's box diagonal (the box of its confident joints: scale-free), at most
+  ``TRACK_GATE``; of several people within that gate, the nearest only when it is at
+  most ``TRACK_CLEAR`` times as far as the next. A frame with people but none within the
+  gate (lost) or no clearly nearest one (ambiguous) keeps no person for that camera and
+  is counted (:attr:`Views.lost`, :attr:`Views.ambiguous`); so is a one-person frame
+  whose person is outside the gate, so that a false detection elsewhere never replaces
+  the tracked person. More than ``TRACK_RESTART`` frames after the last kept pose, the
+  track restarts with the frame's most confident person: someone who left and came back
+  is picked up again. Each camera tracks on its own, and calibrate_rig wants the same
+  person in every view: start the capture with the subject alone in view (or the most
+  confident person in every camera); views of another person count as outliers.
 - Joints: weight 1 at or above ``threshold`` confidence, 0 below it (detectors' scores
   are no calibrated variances, and the robust loss already discounts joints that do not
   fit).
@@ -49,6 +61,21 @@ if TYPE_CHECKING:  # torch is imported only once there is something to calibrate
 
 DEFAULT_THRESHOLD = 0.3  # joints below this confidence get weight 0
 
+# Tracking one person per camera (module docstring, "People"). Distances are medians over
+# joints, relative to the last kept pose's box diagonal (about the person's height in the
+# image), so the rule does not depend on image size or how far the person stands.
+TRACK_GATE = 0.5  # a walker (~1.5 m/s at 25-60 fps) moves ~1-4% of their height a frame, so
+# the gate holds a track across 10 or more frames of missed detections; a second person more
+# than half a body length away is never taken for the tracked one (nearer: TRACK_CLEAR).
+TRACK_CLEAR = 0.5  # nearest at most half as far as the runner-up (a ratio test as in
+# descriptor matching): the person beside the tracked one (~0.2-0.3 of a height away) loses
+# to the tracked one's frame-to-frame motion, two overlapping people are ambiguous.
+TRACK_RESTART = 30  # frames (~1 s at 25-30 fps) without a kept pose: the track is lost; the
+# next frame with a person restarts it with the most confident one.
+TRACK_MIN_JOINTS = 3  # joints confident in both poses for a distance: a median of 3 already
+# ignores one swapped or misplaced joint.
+LOST, AMBIGUOUS = 1, 2  # Views.untracked's codes
+
 
 @dataclass(frozen=True)
 class Views:
@@ -62,6 +89,11 @@ class Views:
         every: the step between rows, frames.
         last_frames: (C,) int, the last frame number that each camera's detections list
             (with or without a person): how long its footage must be.
+        lost, ambiguous: (C,) int, per camera the frames of its detections (every frame,
+            on the grid or not) that list people but keep none: none within the tracked
+            person's gate, or no clearly nearest one (module docstring, "People").
+        untracked: (F, C) int8, per row and camera 1 where the frame was lost, 2 where it
+            was ambiguous, else 0 (kept, no person, or no frame).
     """
 
     times: np.ndarray
@@ -70,6 +102,22 @@ class Views:
     offsets: np.ndarray
     every: int
     last_frames: np.ndarray | None = None
+    lost: np.ndarray | None = None
+    ambiguous: np.ndarray | None = None
+    untracked: np.ndarray | None = None
+
+    def tracking(self) -> str:
+        """One line: per camera, the frames where its tracked person was lost or ambiguous."""
+        return tracking_line(self.lost, self.ambiguous)
+
+
+def tracking_line(lost, ambiguous) -> str:
+    """``one person tracked per camera: frames lost [0, 3, 0], ambiguous [1, 0, 0]``, what
+    both CLIs print; lists of C counts (None: not recorded)."""
+    if lost is None or ambiguous is None:
+        return "one person tracked per camera: frames lost and ambiguous not recorded"
+    lost, ambiguous = ([int(n) for n in counts] for counts in (lost, ambiguous))
+    return f"one person tracked per camera: frames lost {lost}, ambiguous {ambiguous} (no person kept there)"
 
 
 @dataclass(frozen=True)
@@ -124,17 +172,16 @@ def read_views(paths: list[str | os.PathLike], *, format: str | None = None, ord
     offsets = np.zeros(C, np.int64) if offsets is None else np.asarray(offsets, np.int64)
     sizes = sizes or [None] * C
     poses = []  # per camera {moment: (17, 3)}
+    dropped = []  # per camera {moment: 1 lost, 2 ambiguous}
     last_frames = np.zeros(C, np.int64)
     for c, path in enumerate(paths):
         width, height = sizes[c] or (None, None)
-        found = {}
-        for frame, people, _ in read_detections(path, format, order=order, width=width, height=height):
+        detections = read_detections(path, format, order=order, width=width, height=height)
+        for frame, _, _ in detections:
             last_frames[c] = max(last_frames[c], int(frame))
-            people = np.asarray(people, np.float64)
-            if len(people):
-                person = people[int(np.argmax(people[..., 2].mean(-1)))]
-                if (person[:, 2] >= threshold).any() and (person[:, 2] > 0).any():
-                    found[int(frame) + int(offsets[c])] = person
+        kept, untracked = track_person([(int(frame), people) for frame, people, _ in detections], threshold)
+        found = {frame + int(offsets[c]): person for frame, person in kept.items()}
+        dropped.append({frame + int(offsets[c]): code for frame, code in untracked.items()})
         if not found:
             raise InputError(f"{path} (camera {c + 1}): no person with a joint of confidence >= {threshold} "
                              "in any frame")  # fmt: skip
@@ -153,13 +200,75 @@ def read_views(paths: list[str | os.PathLike], *, format: str | None = None, ord
     times = np.arange(common[0], common[-1] + 1, every, dtype=np.int64)
     uv = np.zeros((len(times), C, NUM_JOINTS, 2))
     w = np.zeros((len(times), C, NUM_JOINTS))
+    untracked = np.zeros((len(times), C), np.int8)
     for c, found in enumerate(poses):
         for row, moment in enumerate(times.tolist()):
             person = found.get(moment)
             if person is not None:
                 uv[row, c] = person[:, :2]
-                w[row, c] = (person[:, 2] >= threshold) & (person[:, 2] > 0)
-    return Views(times, uv, w, offsets, every, last_frames)
+                w[row, c] = _confident(person, threshold)
+            untracked[row, c] = dropped[c].get(moment, 0)
+    lost = np.array([sum(code == LOST for code in d.values()) for d in dropped], np.int64)
+    ambiguous = np.array([sum(code == AMBIGUOUS for code in d.values()) for d in dropped], np.int64)
+    return Views(times, uv, w, offsets, every, last_frames, lost, ambiguous, untracked)
+
+
+def _confident(person: np.ndarray, threshold: float) -> np.ndarray:
+    """(17,) bool: the joints at or above ``threshold`` (and above 0) confidence."""
+    return (person[:, 2] >= threshold) & (person[:, 2] > 0)
+
+
+def _track_distance(last: np.ndarray, person: np.ndarray, threshold: float) -> float:
+    """The median distance (px) of ``person``'s joints from ``last``'s, over the joints
+    confident in both, over the diagonal of the box of ``last``'s confident joints; inf
+    with fewer than TRACK_MIN_JOINTS such joints or a box of no size."""
+    seen = _confident(last, threshold)
+    both = seen & _confident(person, threshold)
+    if both.sum() < TRACK_MIN_JOINTS:
+        return np.inf
+    size = float(np.linalg.norm(last[seen, :2].max(0) - last[seen, :2].min(0)))
+    if not size > 0:
+        return np.inf
+    return float(np.median(np.linalg.norm(person[both, :2] - last[both, :2], axis=1))) / size
+
+
+def track_person(frames, threshold: float = DEFAULT_THRESHOLD) -> tuple[dict[int, np.ndarray], dict[int, int]]:
+    """One camera's tracked person (module docstring, "People").
+
+    Args:
+        frames: [(frame, people (P, 17, 3) [u, v, confidence])] in frame order, one camera's.
+        threshold: the confidence at or above which a joint counts.
+
+    Returns:
+        ({frame: the kept (17, 3) person}, {frame: LOST or AMBIGUOUS}) over the frames
+        that list a person with a joint at or above ``threshold``.
+    """
+    kept: dict[int, np.ndarray] = {}
+    untracked: dict[int, int] = {}
+    last, last_frame = None, 0  # the track's last kept pose and its frame; None: no track
+    for frame, people in frames:
+        people = [p for p in np.asarray(people, np.float64).reshape(-1, NUM_JOINTS, 3)
+                  if _confident(p, threshold).any()]  # fmt: skip
+        if not people:
+            continue
+        if last is None or frame - last_frame > TRACK_RESTART:
+            person = people[int(np.argmax([p[:, 2].mean() for p in people]))]
+            kept[frame] = person
+            # A pose too sparse to measure distances from cannot carry the track: the next
+            # frame starts it again.
+            usable = _confident(person, threshold).sum() >= TRACK_MIN_JOINTS
+            last, last_frame = (person if usable else None), frame
+            continue
+        distances = sorted((_track_distance(last, p, threshold), i) for i, p in enumerate(people))
+        within = [(d, i) for d, i in distances if d <= TRACK_GATE]
+        if not within:
+            untracked[frame] = LOST
+        elif len(within) > 1 and within[0][0] > TRACK_CLEAR * within[1][0]:
+            untracked[frame] = AMBIGUOUS
+        else:
+            last, last_frame = people[within[0][1]], frame
+            kept[frame] = last
+    return kept, untracked
 
 
 def _span(moments) -> str:
@@ -277,14 +386,16 @@ def compare_to_reference(calibration: FileCalibration, reference: list[CameraCal
 
 
 def report(calibration: FileCalibration, reference: dict[str, np.ndarray] | None = None) -> str:
-    """The table ``ws3d calibrate`` prints: per camera its name, median reprojection error
-    (px), inlier share, frame offset against camera 0, with a reference its rotation and
-    baseline-direction errors (degrees) and baseline scale, and its detections path."""
+    """The table ``ws3d calibrate`` prints: the frames and the tracked person's lost and
+    ambiguous frames (:meth:`Views.tracking`), then per camera its name, median reprojection
+    error (px), inlier share, frame offset against camera 0, with a reference its rotation
+    and baseline-direction errors (degrees) and baseline scale, and its detections path."""
     rig, views = calibration.rig, calibration.views
     seen = int(((views.w > 0).any(-1).sum(1) >= 2).sum())
     lines = [f"{len(calibration.cameras)} cameras, {len(views.times)} frames (moments {views.times[0]}.."
              f"{views.times[-1]}, every {views.every}; {seen} seen by two or more cameras); "
              f"{rig.swapped.double().mean():.1%} of the views found left/right swapped"]  # fmt: skip
+    lines.append(views.tracking())
     header = ["camera", "reproj px", "inliers", "offset", "focal px"]
     if reference is not None:
         header += ["rotation err deg", "baseline err deg", "scale"]

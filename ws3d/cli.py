@@ -312,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     records.add_argument("kind", choices=["mpii", "h36m", "h36m-multiview", "3dhp-train", "3dhp-test", "multicam"])
     records.add_argument("source", nargs="+", help="mpii: annot/*.json; h36m: MMPose h36m_*.npz; h36m-multiview: "
                          "learnable-triangulation labels .npy; 3dhp-*: the data set root; multicam: one detections "
-                         "path per camera, in camera order (formats as for ws3d calibrate)")  # fmt: skip
+                         "path per camera, in camera order (formats, and the one person tracked per camera, as for "
+                         "ws3d calibrate)")  # fmt: skip
     records.add_argument("--out", required=True, help="output .npz")
     records.add_argument("--images", help="folder the image paths are relative to (mpii and 3dhp: found)")
     records.add_argument("--camera-file", help="h36m: cameras.pkl (default: next to SOURCE or one folder up)")
@@ -351,8 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     cal = commands.add_parser("calibrate", help="a static rig's cameras from the 2D detections of the people they "
                               "film; writes a Pose2Sim/anipose calibration TOML")  # fmt: skip
     cal.add_argument("detections", nargs="+", help="one per camera, in camera order: a folder of OpenPose JSON, "
-                     "COCO keypoint results, a MediaPipe .npy or ws3d detections (README); per frame, the most "
-                     "confident person")  # fmt: skip
+                     "COCO keypoint results, a MediaPipe .npy or ws3d detections (README); one person tracked "
+                     "per camera (started on the most confident, then the nearest to its last pose; frames where "
+                     "it is lost or ambiguous keep none and are counted)")  # fmt: skip
     cal.add_argument("--out", required=True, help="the calibration TOML to write (Pose2Sim/anipose layout)")
     cal.add_argument("--intrinsics", metavar="CALIB", help="a calibration file of the same cameras in the same "
                      "order (TOML, Qualisys, OpenCV): K, distortion, sizes and names from it, extrinsics ignored")

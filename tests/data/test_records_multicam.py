@@ -4,7 +4,8 @@ reads.
 
 The studio is hand-made: 3 cameras x 8 frames of 64x48 dummy JPEGs, each camera's
 detections one BODY_25 JSON per frame (keypoints placed by their OpenPose names, through
-tests/test_calibrate_cli.py's helper), known joints with a few below the threshold. For
+tests/test_calibrate_cli.py's helper), known joints with a few below the threshold, one
+person per camera moving a pixel or so a frame (each camera tracks one person). For
 videos, the same detections with frames that show their number (a grey level and a
 printed digit per frame), written once as MJPG .avi videos (OpenCV's own encoder: no
 codec needed) and once as JPEG frame folders.
@@ -32,11 +33,12 @@ DIST = np.array([-0.4, 0.1, 0.0, 0.0, 0.0])  # barrel distortion, OpenCV k1 k2 p
 
 
 def _pose(c: int, f: int) -> np.ndarray:
-    """(17, 3) ws3d joints [u, v, confidence] of camera c at frame f: distinct per view, inside the image."""
-    rng = np.random.default_rng(100 * c + f)
+    """(17, 3) ws3d joints [u, v, confidence] of camera c at frame f: distinct per view, inside the
+    image, moving by a pixel or so from frame to frame (a person walking, whom each camera tracks)."""
+    base, rng = np.random.default_rng(100 * c), np.random.default_rng(100 * c + f)
     pose = np.zeros((17, 3))
-    pose[:, 0] = rng.uniform(8, W - 8, 17)
-    pose[:, 1] = rng.uniform(6, H - 6, 17)
+    pose[:, 0] = base.uniform(8, W - 8 - FRAMES, 17) + f + rng.uniform(-0.5, 0.5, 17)  # ~1 px a frame to the right
+    pose[:, 1] = base.uniform(6, H - 6, 17) + rng.uniform(-0.5, 0.5, 17)
     pose[:, 2] = rng.uniform(0.6, 0.95, 17)
     if f % 2:
         pose[LOW, 2] = 0.1
@@ -122,6 +124,29 @@ def test_missing_images_drop_views_and_small_groups(studio, capsys):
     assert "1 views without an image (camera 1)" in printed
     assert "2 views without an image (camera 2)" in printed
     assert "1 groups with fewer than 2 views" in printed and "1 views in those groups" in printed
+
+
+def test_views_where_the_tracked_person_is_lost_or_ambiguous_are_dropped_and_counted(studio, capsys):
+    """Camera 2's frame 5 lists only somebody else, far off (and more confident); camera 3's
+    frame 3 two people 3 px to either side of where the tracked one was in frame 2: neither
+    is kept, and the counts say why."""
+    tmp_path, frames, detections = studio
+    elsewhere = _pose(1, 5)
+    elsewhere[:, 0] += 40.0  # farther than half the pose's box diagonal
+    elsewhere[:, 2] = np.where(elsewhere[:, 2] > 0, 0.99, 0.0)
+    twins = [_pose(2, 2) + [dx, 0.0, 0.0] for dx in (-3.0, 3.0)]
+    for c, f, people in ((1, 5, [elsewhere]), (2, 3, twins)):
+        listed = [{"person_id": [-1], "pose_keypoints_2d": _body_25(p).ravel().tolist()} for p in people]
+        (Path(detections[c]) / f"cam{c + 1}_{f:012d}_keypoints.json").write_text(json.dumps({"people": listed}))
+    code, out = _run(tmp_path, frames, detections)
+    assert code == 0
+    views = _views(open_records(out, multi_view=True))
+    assert len(views) == CAMERAS * FRAMES - 2 and (5, 1) not in views and (3, 2) not in views
+    printed = capsys.readouterr().out
+    assert "kept 22 views in 8 groups" in printed
+    assert "1 views where the tracked person was lost (camera 2)" in printed
+    assert "1 views where the tracked person was ambiguous (camera 3)" in printed
+    assert "one person tracked per camera: frames lost [0, 1, 0], ambiguous [0, 0, 1]" in printed
 
 
 def test_every_halves_the_groups(studio):

@@ -12,12 +12,17 @@ Rules:
 
 - Time, people and joints as :func:`ws3d.calibrate.read_views` reads them: camera c's
   frame f is the moment ``f + offsets[c]``; rows every ``every``-th moment from the first
-  moment that two cameras share to the last; per frame and camera, the most confident
-  person; vis = 1 for joints at or above ``threshold`` confidence.
-- A view (camera c at a moment) is kept when the camera has a person there with at least
-  2 visible joints (the person box needs them) and its frame's image exists; a group is
-  kept when at least 2 of its views are. Every view and group left out is counted, by
-  reason, in :attr:`MulticamRecords.dropped`.
+  moment that two cameras share to the last; per camera, one person tracked across its
+  frames (started on the most confident person, then the nearest to the last kept pose
+  within a gate; frames where the track is lost or ambiguous keep no person, and a track
+  lost for long restarts on the most confident person); vis = 1 for joints at or above
+  ``threshold`` confidence.
+- A view (camera c at a moment) is kept when the camera has the tracked person there
+  with at least 2 visible joints (the person box needs them) and its frame's image
+  exists; a group is kept when at least 2 of its views are. Every view and group left
+  out is counted, by reason, in :attr:`MulticamRecords.dropped`, and every frame of the
+  detections where a camera's track was lost or ambiguous in :attr:`MulticamRecords.lost`
+  and :attr:`MulticamRecords.ambiguous`.
 - Videos: a record set names image files, so the frames of the kept views (and only
   those) are decoded, in one sequential pass that skips the others with ``grab()``, and
   written as full frames, JPEG quality 95, to ``video_frames/<video name>/<frame:06d>.jpg``
@@ -53,7 +58,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ws3d.calibrate import DEFAULT_THRESHOLD, read_views
+from ws3d.calibrate import AMBIGUOUS, DEFAULT_THRESHOLD, LOST, read_views, tracking_line
 from ws3d.camera import default_focal, intrinsics
 from ws3d.data.calibration_files import read_calibration, undistort_points
 from ws3d.data.detections import _frame_number
@@ -75,6 +80,9 @@ class MulticamRecords:
         groups: groups kept.
         dropped: {reason: count} of the views and groups left out.
         decoded: the frame files written from videos.
+        lost, ambiguous: per camera, the frames of its detections (on the grid of moments
+            or not) where the tracked person was lost or ambiguous
+            (:attr:`ws3d.calibrate.Views.lost`).
     """
 
     records: dict[str, np.ndarray]
@@ -82,13 +90,17 @@ class MulticamRecords:
     groups: int
     dropped: dict[str, int] = field(default_factory=dict)
     decoded: list[Path] = field(default_factory=list)
+    lost: list[int] = field(default_factory=list)
+    ambiguous: list[int] = field(default_factory=list)
 
     def summary(self) -> str:
-        """One line: views and groups kept, and what was dropped and why."""
+        """One line: views and groups kept, what was dropped and why, and the frames per
+        camera where the tracked person was lost or ambiguous."""
         views = len(self.records["image"])
         cams = np.bincount(self.records["camera"]).tolist()
         dropped = "; ".join(f"{n} {why}" for why, n in self.dropped.items() if n) or "nothing"
-        return f"kept {views} views in {self.groups} groups (views per camera {cams}); dropped: {dropped}"
+        return (f"kept {views} views in {self.groups} groups (views per camera {cams}); dropped: {dropped}; "
+                f"{tracking_line(self.lost, self.ambiguous)}")  # fmt: skip
 
 
 def frame_images(folder: str | os.PathLike, camera: int) -> dict[int, Path]:
@@ -307,6 +319,12 @@ def multicam_records(detections: list[str | os.PathLike], frames: list[str | os.
         kept = []
         for c in range(C):
             vis = views.w[row, c] > 0
+            if views.untracked[row, c] == LOST:
+                dropped[f"views where the tracked person was lost (camera {c + 1})"] += 1
+                continue
+            if views.untracked[row, c] == AMBIGUOUS:
+                dropped[f"views where the tracked person was ambiguous (camera {c + 1})"] += 1
+                continue
             if vis.sum() < 2:
                 dropped["views without a person with 2 confident joints"] += 1
                 continue
@@ -361,7 +379,8 @@ def multicam_records(detections: list[str | os.PathLike], frames: list[str | os.
         "t": np.asarray(t)[camera].astype(np.float32),
         "extrinsics_known": np.full(n, known),
     }
-    return MulticamRecords(records, root, group, dict(dropped), written)
+    return MulticamRecords(records, root, group, dict(dropped), written, views.lost.tolist(),
+                           views.ambiguous.tolist())  # fmt: skip
 
 
 def _reasons(dropped) -> str:
