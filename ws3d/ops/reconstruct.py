@@ -439,6 +439,7 @@ def reconstruct_3d(
     B, J = uv.shape[:2]
     if z.shape != (B, J):
         raise ValueError(f"z must have shape (B, J) = {(B, J)}, got {tuple(z.shape)}")
+    given_K = K  # screened for NaN as given: a (3, 3) K is 9 values, expanded it is 9 B
     if K.dim() == 2:
         K = K.expand(B, 3, 3)
     if K.shape != (B, 3, 3):
@@ -446,6 +447,6 @@ def reconstruct_3d(
     k, l = ref
     if not (0 <= k < J and 0 <= l < J) or k == l:
         raise ValueError(f"ref must name two different joints in 0..{J - 1}, got {ref}")
-    for name, x in (("uv", uv), ("z", z), ("K", K)):
+    for name, x in (("uv", uv), ("z", z), ("K", given_K)):
         check_no_nan(name, x)
     return _reconstruct_op(uv, z, K, int(k), int(l))
