@@ -1,6 +1,6 @@
 """How far each op is from what this machine can do: the roofline table.
 
-    python benchmarks/roofline.py [--device cpu|cuda] [--min-time 0.5] [--tag NAME] [--out DIR]
+    python benchmarks/roofline.py [--device cpu|cuda] [--min-time 0.5] [--repeats 3] [--tag NAME] [--out DIR]
 
 For each op, dtype and pass (forward alone, forward + backward), at the benchmark shapes of
 cases.py (Procrustes and reconstruct at N = 65536 problems, where they are the whole cost),
@@ -15,6 +15,9 @@ it times ws3d, the eager and the compiled reference, and prints:
   (``ws3d.ops.set_value_checks(False)``): the NaN and sign screens read the inputs once
   more, which the kernels alone do not;
 * the CPU model, its ISA flags and the flags the native kernels were built with.
+
+Every time (the copy's too) is the best of ``--repeats`` medians, taken at different
+moments: on a shared host a slow spell otherwise decides which variant looks faster.
 
 An op is memory-bound where its bytes limit it before its flops do; the table says which
 limit is nearer for each row. Writes <DIR, default benchmarks/results>/roofline-<tag>.{json,md}.
@@ -184,11 +187,14 @@ PROBLEMS_BY_OP = {"softargmax_2p5d": softargmax_problem, "reconstruct_3d": recon
                   "weighted_procrustes": procrustes_problem}  # fmt: skip
 
 
-def measure(device: torch.device, min_time: float, ops: list[str], dtypes: list[torch.dtype]) -> tuple[dict, list]:
+def measure(device: torch.device, min_time: float, ops: list[str], dtypes: list[torch.dtype],
+            repeats: int = 3) -> tuple[dict, list]:  # fmt: skip
     meta = machine(device)
-    meta.update(cpu_flags=cpu_flags(), native_isa=" ".join(isa_flags()))
-    meta["copy_gbps"] = copy_bandwidth(device, min_time) / 1e9
-    meta["matmul_gflops"] = {str(dt).removeprefix("torch."): matmul_gflops(device, dt, min_time) for dt in dtypes}
+    meta.update(cpu_flags=cpu_flags(), native_isa=" ".join(isa_flags()), repeats=repeats)
+    meta["copy_gbps"] = max(copy_bandwidth(device, min_time) for _ in range(repeats)) / 1e9
+    meta["matmul_gflops"] = {str(dt).removeprefix("torch."): max(matmul_gflops(device, dt, min_time)
+                                                                 for _ in range(repeats))
+                             for dt in dtypes}  # fmt: skip
     print(f"{meta['name']} [{meta['cpu_flags']}], native kernels {meta['native_isa']}: copy {meta['copy_gbps']:.1f} "
           f"GB/s, matmul {meta['matmul_gflops']} GFLOP/s", flush=True)  # fmt: skip
     rows = []
@@ -198,14 +204,18 @@ def measure(device: torch.device, min_time: float, ops: list[str], dtypes: list[
             variants["compiled"] = torch.compile(variants["eager"])
             variants["unchecked"] = _unchecked(variants["ws3d"])
             for name, (bytes_per, flops_per) in passes.items():
-                times = {}
+                runs = {}
                 for variant, fn in variants.items():
                     if name == "forward":
-                        run = torch.no_grad()(lambda fn=fn, inputs=inputs: fn(*inputs))
+                        runs[variant] = torch.no_grad()(lambda fn=fn, inputs=inputs: fn(*inputs))
                     else:
                         leaves = tuple(x.detach().requires_grad_() for x in inputs)
-                        run = _with_backward(lambda fn=fn, leaves=leaves: fn(*leaves), leaves, grads)
-                    times[variant] = median_seconds(lambda run=run: _sync(run(), device), min_time)
+                        runs[variant] = _with_backward(lambda fn=fn, leaves=leaves: fn(*leaves), leaves, grads)
+                times = {variant: float("inf") for variant in runs}
+                for _ in range(repeats):  # the variants in turn, so that a slow spell hits each alike
+                    for variant, run in runs.items():
+                        seconds = median_seconds(lambda run=run: _sync(run(), device), min_time)
+                        times[variant] = min(times[variant], seconds)
                 t = times["ws3d"]
                 gbps, gflops = bytes_per * count / t / 1e9, flops_per * count / t / 1e9
                 dt = str(dtype).removeprefix("torch.")
@@ -231,7 +241,7 @@ def markdown(meta: dict, rows: list[dict]) -> str:
     lines = [
         f"{meta['name']} ({meta['device']}, {meta['cpu_threads']} threads; {meta['cpu_flags']}), native kernels built "
         f"with `{meta['native_isa']}`; torch {meta['torch']}, {meta['date']}. Copy {meta['copy_gbps']:.1f} GB/s; "
-        f"matmul {peaks} GFLOP/s.",
+        f"matmul {peaks} GFLOP/s. Times: the best of {meta['repeats']} medians.",
         "",
         "| op | dtype | pass | bytes / problem | flops / problem | ns / problem | GB/s | of copy | GFLOP/s "
         "| of matmul | vs eager | vs compiled | ns / problem, value checks off | of copy, value checks off |",
@@ -249,13 +259,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--min-time", type=float, default=0.5, help="seconds of timing per case")
+    parser.add_argument("--repeats", type=int, default=3, help="medians per case, the best kept")
     parser.add_argument("--ops", nargs="+", default=list(PROBLEMS_BY_OP), choices=list(PROBLEMS_BY_OP))
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float64"], choices=["float32", "float64"])
     parser.add_argument("--tag", help="file name stem after roofline- (default: device and date)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     device = torch.device(args.device)
-    meta, rows = measure(device, args.min_time, args.ops, [getattr(torch, d) for d in args.dtypes])
+    meta, rows = measure(device, args.min_time, args.ops, [getattr(torch, d) for d in args.dtypes], args.repeats)
     stem = "roofline-" + (args.tag or f"{device.type}-{meta['date']}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{stem}.json").write_text(json.dumps({"machine": meta, "results": rows}, indent=2) + "\n")
