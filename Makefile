@@ -8,16 +8,21 @@ DATA    ?= data/synthetic
 PRETRAINED ?= train/checkpoints/synthetic_pretrain2d.pt
 WS3D    := $(PY) -m ws3d.cli
 
-.PHONY: install test test-isa data data-target train ablation ablation-shift pretrain2d target-oracle2d demo bench lint gpu-check triton-compat
+.PHONY: install install-dev test test-isa data data-target train ablation ablation-shift pretrain2d target-oracle2d demo bench lint gpu-check triton-compat
 
 $(PY):
 	python3 -m venv .venv
 
 install: $(PY)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e .
+
+# The tools of the tests on top: pytest, ruff, and the peers tests/compat checks against.
+# Apart, so that training on a fresh machine does not wait for them.
+install-dev: install
 	$(PY) -m pip install -q -e ".[dev]"
 
-test: install
+test: install-dev
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q tests
 
@@ -30,7 +35,7 @@ test: install
 ISA ?= -march=x86-64-v2
 ISA_TESTS := tests/ops tests/compat tests/model tests/test_trainer.py tests/test_examples.py tests/test_losses.py \
 	tests/test_multiview.py tests/data/test_transforms.py
-test-isa: install
+test-isa: install-dev
 	WS3D_NATIVE_ISA="$(ISA)" ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE $(PY) -m pytest -q $(ISA_TESTS) \
 		-k "not triton and not cuda and not wheel and (fused_ops or not test_trainer)" \
 		--ignore=tests/ops/test_kernel_resources.py
@@ -105,7 +110,7 @@ gpu-check:
 demo: install
 	$(PY) -m ws3d.demo
 
-bench: install
+bench: install-dev
 	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) -m pytest -q benchmarks --benchmark-enable --benchmark-columns=min,median,mean,rounds \
 		--benchmark-autosave
