@@ -26,6 +26,9 @@ test: install-dev
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q tests
 
+lint: install-dev
+	$(PY) -m ruff check .
+
 # The tests whose results pass through the native CPU kernels (the ops, the drop-ins, the
 # networks, the trainer, the examples) once more, with the kernels built for the instruction
 # set ISA and with PyTorch's and MKL's vectorised paths off, which moves the reference they
