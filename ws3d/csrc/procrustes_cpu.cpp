@@ -223,100 +223,101 @@ WS3D_UNROLL
   }
 }
 
+// Runs body(b, first, lanes) on every block of pairs first .. first + lanes - 1 (the last
+// block may be short), in parallel, once the block's moments and Horn's eigenproblem are
+// solved: the part the forward and the backward share.
+template <typename T, typename Body>
+void for_each_solved_block(const T* X, const T* Y, const T* w, int64_t N, int64_t J, const Body& body) {
+  constexpr int64_t L = Block<T>::kLanes;
+#pragma omp parallel
+  {
+    std::vector<T> points(7 * J * L);
+    Block<T> b;
+#pragma omp for schedule(static)
+    for (int64_t first = 0; first < N; first += L) {
+      const int64_t lanes = N - first < L ? N - first : L;
+      gather_block(X, Y, w, J, first, lanes, points.data());
+      block_moments(points.data(), J, b);
+      block_eigen(b);
+      body(b, first, lanes);
+    }
+  }
+}
+
 }  // namespace
 
 template <typename T>
 void procrustes_cpu(const T* X, const T* Y, const T* w, int64_t N, int64_t J, bool scale, T* R, T* t, T* s,
                     bool* valid) {
   constexpr int64_t L = Block<T>::kLanes;
-#pragma omp parallel
-  {
-    std::vector<T> points(7 * J * L);
-    Block<T> b;
-#pragma omp for schedule(static)
-    for (int64_t first = 0; first < N; first += L) {  // a block of L pairs (the last may be short)
-      const int64_t lanes = N - first < L ? N - first : L;
-      gather_block(X, Y, w, J, first, lanes, points.data());
-      block_moments(points.data(), J, b);
-      block_eigen(b);
-      T R_opt[9][L], top[L], second[L];
+  for_each_solved_block(X, Y, w, N, J, [&](const Block<T>& b, int64_t first, int64_t lanes) {
+    T R_opt[9][L], top[L], second[L];
 #pragma omp simd
-      for (int64_t i = 0; i < L; ++i) {
-        T Ni[4][4], Vi[4][4], q[4], Ri[9];
+    for (int64_t i = 0; i < L; ++i) {
+      T Ni[4][4], Vi[4][4], q[4], Ri[9];
 WS3D_UNROLL
-        for (int r = 0; r < 4; ++r)
+      for (int r = 0; r < 4; ++r)
 WS3D_UNROLL
-          for (int c = 0; c < 4; ++c) Ni[r][c] = b.N[r][c][i], Vi[r][c] = b.V[r][c][i];
-        horn_top(Ni, Vi, top[i], second[i], q);
-        quaternion_bilinear(q, q, Ri);
+        for (int c = 0; c < 4; ++c) Ni[r][c] = b.N[r][c][i], Vi[r][c] = b.V[r][c][i];
+      horn_top(Ni, Vi, top[i], second[i], q);
+      quaternion_bilinear(q, q, Ri);
 WS3D_UNROLL
-        for (int k = 0; k < 9; ++k) R_opt[k][i] = Ri[k];
-      }
-      for (int64_t i = 0; i < lanes; ++i) {
-        const int64_t n = first + i;
-        T Ri[9];
-WS3D_UNROLL
-        for (int k = 0; k < 9; ++k) Ri[k] = R_opt[k][i];
-        finish_pair(b.pair(i), Ri, top[i], second[i], b.h_scale[i], scale, R + 9 * n, t + 3 * n, s + n, valid + n);
-      }
+      for (int k = 0; k < 9; ++k) R_opt[k][i] = Ri[k];
     }
-  }
+    for (int64_t i = 0; i < lanes; ++i) {
+      const int64_t n = first + i;
+      T Ri[9];
+WS3D_UNROLL
+      for (int k = 0; k < 9; ++k) Ri[k] = R_opt[k][i];
+      finish_pair(b.pair(i), Ri, top[i], second[i], b.h_scale[i], scale, R + 9 * n, t + 3 * n, s + n, valid + n);
+    }
+  });
 }
 
 template <typename T>
 void procrustes_backward_cpu(const T* X, const T* Y, const T* w, const bool* valid, const T* gR, const T* gt,
                              const T* gs, int64_t N, int64_t J, bool scale, T* gX, T* gY, T* gw) {
   constexpr int64_t L = Block<T>::kLanes;
-#pragma omp parallel
-  {
-    std::vector<T> points(7 * J * L);
-    Block<T> b;
-#pragma omp for schedule(static)
-    for (int64_t first = 0; first < N; first += L) {  // a block of L pairs (the last may be short)
-      const int64_t lanes = N - first < L ? N - first : L;
-      gather_block(X, Y, w, J, first, lanes, points.data());
-      block_moments(points.data(), J, b);
-      block_eigen(b);
-      T g_R[9][L], g_t[3][L], g_s[L], g_H[9][L], g_var[L], g_xb[3][L];
-      for (int64_t i = 0; i < L; ++i) {
-        const int64_t n = first + (i < lanes ? i : 0);  // idle lanes redo a real pair
+  for_each_solved_block(X, Y, w, N, J, [&](const Block<T>& b, int64_t first, int64_t lanes) {
+    T g_R[9][L], g_t[3][L], g_s[L], g_H[9][L], g_var[L], g_xb[3][L];
+    for (int64_t i = 0; i < L; ++i) {
+      const int64_t n = first + (i < lanes ? i : 0);  // idle lanes redo a real pair
 WS3D_UNROLL
-        for (int k = 0; k < 9; ++k) g_R[k][i] = gR[9 * n + k];
+      for (int k = 0; k < 9; ++k) g_R[k][i] = gR[9 * n + k];
 WS3D_UNROLL
-        for (int a = 0; a < 3; ++a) g_t[a][i] = gt[3 * n + a];
-        g_s[i] = gs[n];
-      }
-#pragma omp simd
-      for (int64_t i = 0; i < L; ++i) {
-        T Ni[4][4], Vi[4][4], q[4], top, second;
-WS3D_UNROLL
-        for (int r = 0; r < 4; ++r)
-WS3D_UNROLL
-          for (int c = 0; c < 4; ++c) Ni[r][c] = b.N[r][c][i], Vi[r][c] = b.V[r][c][i];
-        horn_top(Ni, Vi, top, second, q);
-        const T xbi[3] = {b.xb[0][i], b.xb[1][i], b.xb[2][i]};
-        T gRi[9], gti[3] = {g_t[0][i], g_t[1][i], g_t[2][i]}, gHi[9], g_xbi[3];
-WS3D_UNROLL
-        for (int k = 0; k < 9; ++k) gRi[k] = g_R[k][i];
-        eigen_moment_gradients(Ni, Vi, b.h_scale[i], top, q, xbi, b.var[i], scale, gRi, gti, g_s[i], gHi, g_var[i],
-                               g_xbi);
-WS3D_UNROLL
-        for (int k = 0; k < 9; ++k) g_H[k][i] = gHi[k];
-WS3D_UNROLL
-        for (int a = 0; a < 3; ++a) g_xb[a][i] = g_xbi[a];
-      }
-      for (int64_t i = 0; i < lanes; ++i) {
-        const int64_t n = first + i;
-        T gHi[9], g_xbi[3];
-WS3D_UNROLL
-        for (int k = 0; k < 9; ++k) gHi[k] = g_H[k][i];
-WS3D_UNROLL
-        for (int a = 0; a < 3; ++a) g_xbi[a] = g_xb[a][i];
-        scatter_pair_gradients(X + 3 * J * n, Y + 3 * J * n, w + J * n, J, b.pair(i), valid[n], gHi, g_var[i],
-                               g_xbi, gt + 3 * n, gX + 3 * J * n, gY + 3 * J * n, gw + J * n);
-      }
+      for (int a = 0; a < 3; ++a) g_t[a][i] = gt[3 * n + a];
+      g_s[i] = gs[n];
     }
-  }
+#pragma omp simd
+    for (int64_t i = 0; i < L; ++i) {
+      T Ni[4][4], Vi[4][4], q[4], top, second;
+WS3D_UNROLL
+      for (int r = 0; r < 4; ++r)
+WS3D_UNROLL
+        for (int c = 0; c < 4; ++c) Ni[r][c] = b.N[r][c][i], Vi[r][c] = b.V[r][c][i];
+      horn_top(Ni, Vi, top, second, q);
+      const T xbi[3] = {b.xb[0][i], b.xb[1][i], b.xb[2][i]};
+      T gRi[9], gti[3] = {g_t[0][i], g_t[1][i], g_t[2][i]}, gHi[9], g_xbi[3];
+WS3D_UNROLL
+      for (int k = 0; k < 9; ++k) gRi[k] = g_R[k][i];
+      eigen_moment_gradients(Ni, Vi, b.h_scale[i], top, q, xbi, b.var[i], scale, gRi, gti, g_s[i], gHi, g_var[i],
+                             g_xbi);
+WS3D_UNROLL
+      for (int k = 0; k < 9; ++k) g_H[k][i] = gHi[k];
+WS3D_UNROLL
+      for (int a = 0; a < 3; ++a) g_xb[a][i] = g_xbi[a];
+    }
+    for (int64_t i = 0; i < lanes; ++i) {
+      const int64_t n = first + i;
+      T gHi[9], g_xbi[3];
+WS3D_UNROLL
+      for (int k = 0; k < 9; ++k) gHi[k] = g_H[k][i];
+WS3D_UNROLL
+      for (int a = 0; a < 3; ++a) g_xbi[a] = g_xb[a][i];
+      scatter_pair_gradients(X + 3 * J * n, Y + 3 * J * n, w + J * n, J, b.pair(i), valid[n], gHi, g_var[i],
+                             g_xbi, gt + 3 * n, gX + 3 * J * n, gY + 3 * J * n, gw + J * n);
+    }
+  });
 }
 
 template void procrustes_cpu<float>(const float*, const float*, const float*, int64_t, int64_t, bool, float*, float*,
