@@ -176,10 +176,10 @@ def read_views(paths: list[str | os.PathLike], *, format: str | None = None, ord
     last_frames = np.zeros(C, np.int64)
     for c, path in enumerate(paths):
         width, height = sizes[c] or (None, None)
-        detections = read_detections(path, format, order=order, width=width, height=height)
-        for frame, _, _ in detections:
-            last_frames[c] = max(last_frames[c], int(frame))
-        kept, untracked = track_person([(int(frame), people) for frame, people, _ in detections], threshold)
+        frames = [(int(frame), people) for frame, people, _ in
+                  read_detections(path, format, order=order, width=width, height=height)]  # fmt: skip
+        last_frames[c] = max((frame for frame, _ in frames), default=0)
+        kept, untracked = track_person(frames, threshold)
         found = {frame + int(offsets[c]): person for frame, person in kept.items()}
         dropped.append({frame + int(offsets[c]): code for frame, code in untracked.items()})
         if not found:
