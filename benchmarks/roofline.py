@@ -46,6 +46,7 @@ from ws3d.ops import (  # noqa: E402
     weighted_procrustes_reference,
 )
 from ws3d.ops._ext import isa_flags  # noqa: E402
+from ws3d.ops._validate import value_checks_active  # noqa: E402
 
 BETA = 50.0
 SOFTARGMAX = (256, 17, 64, 64)  # the training batch: 128 images + 32 x 4 views
@@ -81,11 +82,12 @@ def _unchecked(fn: Callable) -> Callable:
     """fn with the ops' value checks off for the call."""
 
     def run(*args):
+        before = value_checks_active()
         set_value_checks(False)
         try:
             return fn(*args)
         finally:
-            set_value_checks(True)
+            set_value_checks(before)
 
     return run
 
