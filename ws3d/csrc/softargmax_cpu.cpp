@@ -66,9 +66,9 @@ void softargmax_forward_cpu(const T* h, const T* d, int64_t B, int64_t J, int64_
     const T shift = m == -std::numeric_limits<T>::infinity() ? T(0) : m;
     // SIMD partial sums over at most kChunk elements in T, flushed into double: a long
     // sequential float32 sum over the whole grid would lose ~H digits' worth of accuracy.
-    // float64's chunks stay short too, so that its lane sums keep float64's error small.
     // The chunks run over the flat plane, x and y read from tables: at small W a loop per
-    // image row spends as long reducing its lanes as computing its exps.
+    // image row spends as long reducing its lanes as computing its exps. float64's chunks
+    // stay short, so that its lane sums keep float64's error small.
     constexpr int64_t kChunk = sizeof(T) == 4 ? 512 : 64;
     const T* xt = xs.data();
     const T* yt = ys.data();
