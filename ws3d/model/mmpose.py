@@ -59,9 +59,9 @@ import torch
 from ws3d.errors import InputError
 from ws3d.skeleton import JOINTS, NUM_JOINTS
 
-from .hrnet import HRNetW32, load_torch_file
+from .hrnet import HRNetW32
 
-# The format tag of what :func:`read_mmpose` returns, beside ws3d's own checkpoints'.
+# The format tag of what :func:`mmpose_payload` returns, beside ws3d's own checkpoints'.
 MMPOSE_FORMAT = "mmpose-topdown-heatmap"
 HEAD_PREFIXES = ("head.", "keypoint_head.")  # MMPose 1.x, 0.x
 IGNORED_PREFIXES = ("data_preprocessor.",)  # buffers of the input normalisation, no weights
@@ -125,11 +125,12 @@ def mmpose_layout(state: dict) -> tuple[str, str] | None:
     return prefix, heads[0]
 
 
-def mmpose_weights(state: dict, path: str | os.PathLike) -> dict[str, torch.Tensor]:
+def mmpose_weights(state: dict, layout: tuple[str, str], path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Map an MMPose top-down HRNet-W32 COCO state dict onto ws3d's parameter names.
 
     Args:
-        state: the file's state dict (recognised by :func:`mmpose_layout`).
+        state: the file's state dict.
+        layout: its ``(prefix, head)``, as :func:`mmpose_layout` recognised it.
         path: the file, for the messages.
 
     Returns:
@@ -141,9 +142,6 @@ def mmpose_weights(state: dict, path: str | os.PathLike) -> dict[str, torch.Tens
     Raises:
         InputError: naming the file and the first key that does not fit.
     """
-    layout = mmpose_layout(state)
-    if layout is None:
-        raise InputError(f"{path}: not an MMPose top-down checkpoint (no backbone. and head. keys)")
     prefix, head = layout
     state = {k[len(prefix) :]: v for k, v in state.items()}
     where = f"{path}: an MMPose checkpoint, but"
@@ -197,7 +195,7 @@ def mmpose_payload(obj, path: str | os.PathLike) -> dict | None:
 
     Returns:
         ``{"format": MMPOSE_FORMAT, "model": the file's tensors (for the run's digest of
-        its init), "weights": :func:`mmpose_weights`, "head": "head." or "keypoint_head."}``.
+        its init), "weights": :func:`mmpose_weights`}``.
 
     Raises:
         InputError: laid out as an MMPose model that does not map (see the module docstring).
@@ -207,19 +205,11 @@ def mmpose_payload(obj, path: str | os.PathLike) -> dict | None:
     if not isinstance(obj, dict) or (layout := mmpose_layout(obj)) is None:
         return None
     state = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    return {"format": MMPOSE_FORMAT, "model": state, "weights": mmpose_weights(state, path),
-            "head": layout[1]}  # fmt: skip
-
-
-def read_mmpose(path: str | os.PathLike) -> dict | None:
-    """:func:`mmpose_payload` of a file (read weights-only: :func:`~ws3d.model.hrnet.load_torch_file`);
-    None if the file cannot be read or is not laid out as an MMPose top-down model."""
-    obj = load_torch_file(path)
-    return None if obj is None else mmpose_payload(obj, path)
+    return {"format": MMPOSE_FORMAT, "model": state, "weights": mmpose_weights(state, layout, path)}
 
 
 def load_mmpose_init(model, payload: dict, path: str | os.PathLike) -> None:
-    """Initialise a ws3d model from :func:`read_mmpose`'s payload, in place.
+    """Initialise a ws3d model from :func:`mmpose_payload`'s payload, in place.
 
     The backbone takes every HRNet-W32 tensor, the heatmap rows of the head take
     ``payload["weights"]["heatmap.*"]``; the depth rows and the depth branch are left as
