@@ -48,18 +48,20 @@ test-isa: install-dev
 # rm -r $(DATA) to render again.
 DOMAIN  ?= source
 SPLITS  ?= 2d:6000 mv:6000 val:1000 test:1000
-# $(call render,DIR,DOMAIN,SPLIT:COUNT ...): the splits DIR lacks.
+# $(call render,DIR,DOMAIN,SPLIT:COUNT ...,RIG): the splits DIR lacks.
 render = @for split in $(3); do set -- $$(echo $$split | tr : ' '); \
 		test -f $(1)/$$1.json || $(WS3D) data synth --out $(1) --split $$1 --n $$2 --size 96 --domain $(2) \
-		|| exit 1; done
+		--rig $(4) || exit 1; done
+RIG     ?= mixed
 data: install
-	$(call render,$(DATA),$(DOMAIN),$(SPLITS))
+	$(call render,$(DATA),$(DOMAIN),$(SPLITS),$(RIG))
 
 # The target domain of the domain-shift benchmark (docs/weak-stage.md, "Two domains"): the
-# same splits rendered as one capture setting. Its 2d split trains only the 2D oracle.
+# same splits rendered as one capture setting, filmed in studios (fixed rigs, which
+# `data.rotations=rig` calibrates). Its 2d split trains only the 2D oracle.
 TARGET ?= data/target
 data-target:
-	@$(MAKE) --no-print-directory data DATA=$(TARGET) DOMAIN=target
+	@$(MAKE) --no-print-directory data DATA=$(TARGET) DOMAIN=target RIG=studio
 
 # The 2D oracle: stage 1 as `make pretrain2d`, on the target's true 2D labels (about 80 min).
 ORACLE ?= train/checkpoints/synthetic_target_oracle2d.pt
@@ -75,9 +77,9 @@ target-oracle2d: data-target
 SHIFT_ARGS := data.root=$(TARGET) data.root_2d=$(DATA)
 # It renders only the splits it reads: the source's 2D-labelled images, the target's others.
 train: install
-	$(call render,$(DATA),source,2d:6000)
-	$(call render,$(TARGET),target,mv:6000 val:1000 test:1000)
-	$(WS3D) ablation --shift --settings 2D-only WS-no2D-adapt --seeds 1 --runs runs/shift --out runs/shift \
+	$(call render,$(DATA),source,2d:6000,mixed)
+	$(call render,$(TARGET),target,mv:6000 val:1000 test:1000,studio)
+	$(WS3D) ablation --shift --settings 2D-only WS-no2D-adapt-rig --seeds 1 --runs runs/shift --out runs/shift \
 		--reference train/results/ablation_shift.json $(SHIFT_ARGS)
 
 # The domain-shift benchmark (train/results/ablation_shift.{json,md}): every setting of
