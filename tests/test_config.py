@@ -40,6 +40,7 @@ def test_yaml_then_overrides(tmp_path):
         ("", ["data.size=100"], r"data.size must be a multiple of 32"),
         ("", ["data.rotations=true"], r"'data.rotations' must be str"),
         ("", ["data.rotations=calibrated"], r"data.rotations must be one of \('group', 'rig', 'known'\)"),
+        ("", ["data.augment=mmpose"], r"data.augment must be one of \('crop', 'public'\), got 'mmpose'"),
         ("", ["data.mv_labels=gt"], r"data.mv_labels must be one of \('pseudo', 'consistent', .*\), got 'gt'"),
         ("", ["loss.objective=mine"], r"loss.objective must be one of \('triangulated', 'paper'\), got 'mine'"),
         ("train: [1, 2]\n", [], r"must be int|unknown config key 'train'"),

@@ -404,3 +404,16 @@ def test_fused_ops_and_reference_ops_give_the_same_loss_curve(data, pretrained, 
     relative = [abs(ra[k] - rb[k]) / abs(rb[k]) for ra, rb in zip(a, b, strict=True)
                 for k in ("loss", "l_h", "l_h_mv", "l_z_mv") if k in ra]  # fmt: skip
     assert max(relative) < 3e-2 and sorted(relative)[len(relative) // 2] < 5e-3
+
+
+def test_public_augmentation_reaches_the_2d_images_only(data, pretrained, tmp_path):
+    cfg = _config(data, tmp_path, "weak", pretrained, "data.mv_labels=given", "data.augment=public", "train.steps=2")
+    _, dataset, _, _ = build(cfg)
+    plain = _config(data, tmp_path / "plain", "weak", pretrained, "data.mv_labels=given")
+    _, crop_only, _, _ = build(plain)
+    first_mv = dataset.n2d
+    # The multi-view views keep the plain crop augmentation (a mirrored view would break its
+    # group's geometry); the 2D-labelled images get the public recipe.
+    assert torch.equal(dataset[first_mv]["image"], crop_only[first_mv]["image"])
+    assert any(not torch.equal(dataset[i]["image"], crop_only[i]["image"]) for i in range(4))
+    assert train(cfg)["step"] == 2

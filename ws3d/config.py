@@ -24,6 +24,7 @@ STAGES = ("pretrain2d", "weak", "full")
 MV_LABELS = ("pseudo", "consistent", "given", "none")
 OBJECTIVES = ("triangulated", "paper")
 ROTATIONS = ("group", "rig", "known")
+AUGMENTS = ("crop", "public")
 BACKBONES = ("small", "hrnet_w32")  # built by ws3d/model/pose_net.py
 
 
@@ -43,6 +44,10 @@ class DataConfig:
     max_views: int = 4  # views per group and epoch (paper: at most 4)
     scale: float = 0.2  # crop scale augmentation, +-20 %
     rotation: float = 30.0  # crop rotation augmentation, +-30 degrees
+    # The 2D-labelled images' augmentation: "crop" (scale and rotation above) or "public"
+    # (what public 2D models train with: ws3d.data.augment). Multi-view views always get
+    # "crop": a mirrored view would break its group's geometry.
+    augment: str = "crop"
     sigma: float = 2.0  # target heatmap Gaussian, heatmap pixels
     workers: int = 2  # DataLoader processes
     # Weak stage: the 2D labels of the multi-view images. "pseudo": the 2D model's joints with
@@ -243,6 +248,7 @@ def validate(cfg: Config) -> None:
         (d.mv_labels in MV_LABELS, f"data.mv_labels must be one of {MV_LABELS}, got {d.mv_labels!r}"),
         (cfg.loss.objective in OBJECTIVES, f"loss.objective must be one of {OBJECTIVES}, got {cfg.loss.objective!r}"),
         (d.rotations in ROTATIONS, f"data.rotations must be one of {ROTATIONS}, got {d.rotations!r}"),
+        (d.augment in AUGMENTS, f"data.augment must be one of {AUGMENTS}, got {d.augment!r}"),
         (t.device in ("auto", "cpu", "cuda"), f"train.device must be auto, cpu or cuda, got {t.device!r}"),
         (t.steps > 0, f"train.steps must be positive, got {t.steps}"),
         (0 < t.lr_drop_at <= 1, f"train.lr_drop_at must be within (0, 1], got {t.lr_drop_at}"),

@@ -164,9 +164,10 @@ def _data(cfg: Config, model, rank: int, world: int, run_dir: Path, expected: di
         groups = group_indices(multi_view.views.arrays["group"])
     elif stage == "full":
         groups = group_indices(multi_view.arrays["group"])
-    transform = PoseTransform(d.size, stride=model.stride, sigma=d.sigma, scale=d.scale, rotation=d.rotation)
+    crop = functools.partial(PoseTransform, d.size, stride=model.stride, sigma=d.sigma, scale=d.scale,
+                             rotation=d.rotation)  # fmt: skip
     two_d = splits.get("2d")
-    dataset = MixedDataset(two_d, multi_view, transform, seed=cfg.train.seed)
+    dataset = MixedDataset(two_d, multi_view, crop(augment=d.augment), seed=cfg.train.seed, mv_transform=crop())
     sampler = MixedBatchSampler(len(two_d) if two_d else 0, groups, d.images, d.groups if stage != "pretrain2d" else 0,
                                 d.max_views, seed=cfg.train.seed, rank=rank, world_size=world)  # fmt: skip
     if len(sampler) == 0:

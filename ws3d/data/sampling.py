@@ -31,18 +31,20 @@ def group_indices(groups: np.ndarray) -> list[np.ndarray]:
 class MixedDataset(Dataset):
     """Index i < len(two_d) is a 2D-labelled image, the rest are multi-view views.
 
-    Items are ``transform(sample)`` with ``source`` = 0 (2D) or 1 (multi-view) added;
-    multi-view samples must carry ``group``. With ``seed`` set, the transform is called as
+    Items are ``transform(sample)`` (multi-view views: ``mv_transform(sample)`` where
+    given) with ``source`` = 0 (2D) or 1 (multi-view) added; multi-view samples must carry
+    ``group``. With ``seed`` set, the transform is called as
     ``transform(sample, generator=g)`` with g seeded by (seed, epoch, i): the augmentation
     of an item then depends on nothing else (not on workers, nor on where a resumed run
     restarted). Call :meth:`set_epoch` before each epoch's DataLoader iterator is made.
     """
 
     def __init__(self, two_d: Dataset | None, multi_view: Dataset | None, transform: Callable | None = None,
-                 seed: int | None = None):  # fmt: skip
+                 seed: int | None = None, mv_transform: Callable | None = None):  # fmt: skip
         self.two_d, self.multi_view = two_d, multi_view
         self.n2d = len(two_d) if two_d is not None else 0
         self.transform, self.seed, self.epoch = transform, seed, 0
+        self.mv_transform = mv_transform or transform
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -53,13 +55,14 @@ class MixedDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         source = int(i >= self.n2d)
         sample = self.multi_view[i - self.n2d] if source else self.two_d[i]
-        if self.transform is None:
+        transform = self.mv_transform if source else self.transform
+        if transform is None:
             item = dict(sample)
         elif self.seed is None:
-            item = self.transform(sample)
+            item = transform(sample)
         else:
             seed = int(np.random.SeedSequence([self.seed, self.epoch, i]).generate_state(1)[0])
-            item = self.transform(sample, generator=torch.Generator().manual_seed(seed))
+            item = transform(sample, generator=torch.Generator().manual_seed(seed))
         item["source"] = source
         return item
 

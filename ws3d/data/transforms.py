@@ -14,6 +14,8 @@ import numpy as np
 import torch
 
 from ws3d.camera import affine_to_3x3, transform_points
+from ws3d.config import AUGMENTS
+from ws3d.data import augment as public
 from ws3d.data.schema import names
 from ws3d.errors import InputError
 
@@ -99,6 +101,10 @@ class PoseTransform:
         scale: the crop side varies by a factor in [1 - scale, 1 + scale] (0.2: +-20 %).
         rotation: the crop turns by up to +-rotation degrees.
         train: False gives the plain person-centred crop (evaluation).
+        augment: "crop" (scale and rotation, uniform, as above) or "public" (what public
+            2D models train with: half-body, box shift, scale and rotation, flip with
+            left/right swapped, colour, blur and a dropped-out hole;
+            :mod:`ws3d.data.augment`, whose magnitudes replace ``scale`` and ``rotation``).
 
     The person's box comes from ``centre`` / ``side`` in the sample when present (the
     real-data loaders give them), otherwise the sample is already a person-centred crop
@@ -108,13 +114,15 @@ class PoseTransform:
     """
 
     def __init__(self, out_size: int = 128, stride: int = 4, sigma: float = 2.0, scale: float = 0.2,
-                 rotation: float = 30.0, train: bool = True):  # fmt: skip
+                 rotation: float = 30.0, train: bool = True, augment: str = "crop"):  # fmt: skip
         if not 64 <= out_size <= 256:
             raise InputError(f"out_size must be within 64..256 pixels, got {out_size}")
         if out_size % stride:
             raise InputError(f"out_size {out_size} is not a multiple of the stride {stride}")
+        if augment not in AUGMENTS:
+            raise InputError(f"augment must be one of {AUGMENTS}, got {augment!r}")
         self.out_size, self.stride, self.sigma = out_size, stride, sigma
-        self.scale, self.rotation, self.train = scale, rotation, train
+        self.scale, self.rotation, self.train, self.augment = scale, rotation, train, augment
 
     def __call__(self, sample: dict, generator: torch.Generator | None = None) -> dict:
         """Crop and augment one sample; ``generator`` (optional) supplies the random draws."""
@@ -123,13 +131,24 @@ class PoseTransform:
         else:
             h, w = sample["image"].shape[:2]
             centre, side = np.array([(w - 1) / 2, (h - 1) / 2]), float(max(h, w))
-        angle = 0.0
-        if self.train:
+        angle, flip = 0.0, False
+        if self.train and self.augment == "public":
+            if (half := public.half_body_box(sample["uv"], sample["vis"], generator)) is not None:
+                centre, side = half
+            centre, side, angle = public.box_jitter(centre, side, generator)
+            flip = bool(public.uniform(generator)[0] < public.FLIP_P)
+        elif self.train:
             draws = torch.rand(2, generator=generator).double().numpy() * 2 - 1
             side *= 1 + self.scale * draws[0]
             angle = self.rotation * draws[1]
         A = crop_affine(centre, side, self.out_size, angle)
+        if flip:
+            A = (public.flip_affine(self.out_size) @ affine_to_3x3(A))[:2]
         out = warp_sample(sample, A, self.out_size)
+        if flip:
+            out = public.mirror_labels(out)
+        if self.train and self.augment == "public":
+            out["image"] = public.photometric(out["image"], generator)
         maps = heatmap_targets(out["uv"], out["vis"], self.out_size // self.stride, self.stride, self.sigma)
         consumed = ("image", *names("box"))  # the box became the crop
         result = {k: torch.as_tensor(np.asarray(v)) for k, v in out.items() if k not in consumed}
