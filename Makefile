@@ -64,6 +64,7 @@ data-target:
 	@$(MAKE) --no-print-directory data DATA=$(TARGET) DOMAIN=target RIG=studio
 
 # The 2D oracle: stage 1 as `make pretrain2d`, on the target's true 2D labels (about 80 min).
+# The shipped file was trained on the target as rendered before the studios (README, "Results").
 ORACLE ?= train/checkpoints/synthetic_target_oracle2d.pt
 target-oracle2d: data-target
 	$(WS3D) train train/synthetic_target_pretrain2d.yaml data.root=$(TARGET)
@@ -71,9 +72,10 @@ target-oracle2d: data-target
 
 # The main job, the case ws3d is for: the shipped 2D model, trained on the source domain's
 # 2D labels, adapts to the target domain's unlabelled multi-view footage (no 3D labels, no
-# cameras) and learns depth there; both are evaluated on the target's test split, beside
-# the committed rows of `make ablation-shift` (not retrained). A finished run is evaluated,
-# not trained again; rm -r runs/shift to start over.
+# cameras: each studio is calibrated from the people it films) and learns depth there; both
+# are evaluated on the target's test split, beside the committed rows of
+# `make ablation-shift` (not retrained). A finished run is evaluated, not trained again;
+# rm -r runs/shift to start over.
 SHIFT_ARGS := data.root=$(TARGET) data.root_2d=$(DATA)
 # It renders only the splits it reads: the source's 2D-labelled images, the target's others.
 train: install
@@ -83,8 +85,8 @@ train: install
 		--reference train/results/ablation_shift.json $(SHIFT_ARGS)
 
 # The domain-shift benchmark (train/results/ablation_shift.{json,md}): every setting of
-# `ws3d ablation --shift` on the target's test split (about 70 min on 2 cores, after the
-# oracle's 80).
+# `ws3d ablation --shift` on the target's test split (about 11 min per trained row on 2
+# AVX2 cores, 100 min in all, after the oracle's 80).
 ablation-shift: data data-target $(ORACLE)
 	$(WS3D) ablation --shift --runs runs/ablation-shift --out train/results $(SHIFT_ARGS)
 $(ORACLE):

@@ -79,7 +79,7 @@ SHIFT_SETTINGS = {
                         "single-view self-training: every confident pseudo-label, no multi-view check",
                         seeds=2),  # fmt: skip
     "WS-no2D-adapt-rig": Setting((ADAPT, "data.rotations=rig"), "no", "pseudo-labels only", "calibrated rig",
-                                 "each studio calibrated from the pseudo-labels (ws3d.multiview.calibrate_rig)"),  # fmt: skip
+                                 "each studio calibrated from its pseudo-labels (calibrate_rig)"),  # fmt: skip
     "WS+R-no2D-adapt": Setting((ADAPT, "data.rotations=known"), "no", "pseudo-labels only", "true"),
     "WS-no2D-paper": Setting(("loss.objective=paper", "data.mv_labels=pseudo", ADAPT), "no", "pseudo-labels only",
                              "estimated", "the paper's exact objective"),  # fmt: skip
