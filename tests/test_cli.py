@@ -13,7 +13,9 @@ from ws3d.ablation import SHIFT_SETTINGS
 from ws3d.cli import main
 from ws3d.data.mpii import load_mpii
 from ws3d.data.records import open_records
-from ws3d.data.synthetic import ShardDataset
+from ws3d.data.sheet import TrainingCrops
+from ws3d.data.synthetic import ShardDataset, SynthConfig, write_shards
+from ws3d.data.transforms import PoseTransform
 from ws3d.errors import InputError
 from ws3d.evaluate import predict_dataset
 from ws3d.model import model_from_checkpoint
@@ -27,6 +29,19 @@ def test_data_synth_and_sheet(tmp_path, capsys):
     assert main(["data", "sheet", str(tmp_path), "--count", "10"]) == 0
     sheet = cv2.imread(str(tmp_path / "sheet_test.png"))
     assert sheet.shape == (2 * 192, 8 * 192, 3)  # 64 px tiles enlarged 3x, 10 samples on 2 rows of 8
+    # The crops training makes: the same grid, other pixels (flips, colour, holes, ...).
+    assert main(["data", "sheet", str(tmp_path), "--count", "10", "--augment", "public"]) == 0
+    augmented = cv2.imread(str(tmp_path / "sheet_test_public.png"))
+    assert augmented.shape == sheet.shape and np.abs(augmented.astype(int) - sheet).mean() > 10
+
+
+def test_training_crops_without_augmentation_are_the_stored_images(tmp_path):
+    write_shards(SynthConfig("test", 3, size=64), tmp_path, workers=1, progress=False)
+    stored = ShardDataset(tmp_path, "test")
+    crops = TrainingCrops(stored, PoseTransform(64, train=False))
+    for i in range(3):
+        np.testing.assert_array_equal(crops[i]["image"], stored[i]["image"])
+        np.testing.assert_allclose(crops[i]["uv"], stored[i]["uv"], atol=1e-4)
 
 
 def test_data_tracklets(tmp_path, capsys):

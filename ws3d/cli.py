@@ -1,7 +1,7 @@
 """The ``ws3d`` command.
 
     ws3d data synth --out DIR --split {2d,mv,test} --n N [--size S] [--seed K] [--rig h36m|orbit|mixed|studio]
-    ws3d data sheet DIR [--split SPLIT] [--out FILE] [--count N]
+    ws3d data sheet DIR [--split SPLIT] [--out FILE] [--count N] [--augment crop|public]
     ws3d data tracklets DETECTIONS --out FILE [--images DIR] [--focal F] [--min-length 5]
     ws3d data records {mpii,h36m,h36m-multiview,3dhp-train,3dhp-test} SOURCE --out FILE [--images DIR] ...
     ws3d data records multicam DETECTIONS DETECTIONS... --frames DIR|VIDEO ... --out FILE [--intrinsics CALIB]
@@ -51,8 +51,15 @@ def _data_sheet(args) -> None:
     if not splits:
         raise MissingFileError(f"{root}: no rendered split (expected 2d.json, mv.json or test.json)")
     for split in splits:
-        out = Path(args.out) if args.out and len(splits) == 1 else root / f"sheet_{split}.png"
-        contact_sheet(ShardDataset(root, split), out, count=args.count)
+        dataset, stem = ShardDataset(root, split), f"sheet_{split}"
+        if args.augment:  # the crops training makes of them
+            from ws3d.data.sheet import TrainingCrops
+            from ws3d.data.transforms import PoseTransform
+
+            size = int(dataset[0]["image"].shape[0])
+            dataset, stem = TrainingCrops(dataset, PoseTransform(size, augment=args.augment)), f"{stem}_{args.augment}"
+        out = Path(args.out) if args.out and len(splits) == 1 else root / f"{stem}.png"
+        contact_sheet(dataset, out, count=args.count)
         print(f"wrote {out}")
 
 
@@ -297,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     sheet.add_argument("--split", choices=["2d", "mv", "val", "test"], help="default: every split found in DIR")
     sheet.add_argument("--out", help="PNG path (default DIR/sheet_SPLIT.png)")
     sheet.add_argument("--count", type=int, default=48, help="samples on the sheet")
+    sheet.add_argument("--augment", choices=["crop", "public"],
+                       help="draw the crops training makes with this data.augment (default: as stored)")  # fmt: skip
     sheet.set_defaults(run=_data_sheet)
     track = data.add_parser("tracklets", help="link per-frame 2D detections of static people into multi-view samples")
     track.add_argument("detections", help="detections .json or .npz (format in the README)")

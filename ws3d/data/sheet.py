@@ -6,7 +6,9 @@ import os
 
 import cv2
 import numpy as np
+import torch
 
+from ws3d.data.transforms import tensor_to_image
 from ws3d.errors import InputError
 from ws3d.skeleton import BONES, LEFT_JOINTS, RIGHT_JOINTS
 
@@ -32,6 +34,22 @@ def draw_skeleton(image: np.ndarray, uv: np.ndarray, vis: np.ndarray, zoom: int 
     for j, p in enumerate(pts):
         cv2.circle(canvas, tuple(p), 2, _bone_colour(j), -1 if vis[j] else 1, cv2.LINE_AA)
     return canvas
+
+
+class TrainingCrops:
+    """The crops training makes of ``dataset``'s items (``transform``, a
+    :class:`ws3d.data.transforms.PoseTransform`; item i drawn with seed i), as items
+    :func:`contact_sheet` draws: uint8 image, uv and vis of the crop."""
+
+    def __init__(self, dataset, transform):
+        self.dataset, self.transform = dataset, transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict:
+        item = self.transform(self.dataset[i], generator=torch.Generator().manual_seed(i))
+        return {"image": tensor_to_image(item["image"]), "uv": item["uv"].numpy(), "vis": item["vis"].numpy()}
 
 
 def contact_sheet(dataset, out: str | os.PathLike, count: int = 48, columns: int = 8) -> np.ndarray:

@@ -91,6 +91,12 @@ def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
 
 
+def tensor_to_image(x: torch.Tensor) -> np.ndarray:
+    """The inverse of :func:`image_to_tensor`: (3, S, S) normalised -> (S, S, 3) uint8 RGB."""
+    rgb = x.detach().cpu().numpy().transpose(1, 2, 0) * IMAGENET_STD + IMAGENET_MEAN
+    return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
 class PoseTransform:
     """Sample dict (numpy) -> training dict (torch): crop, augment, heatmap targets.
 
