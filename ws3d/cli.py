@@ -30,6 +30,7 @@ import os
 import sys
 from pathlib import Path
 
+from ws3d.config import AUGMENTS
 from ws3d.errors import InputError, MissingFileError
 
 
@@ -304,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     sheet.add_argument("--split", choices=["2d", "mv", "val", "test"], help="default: every split found in DIR")
     sheet.add_argument("--out", help="PNG path (default DIR/sheet_SPLIT.png)")
     sheet.add_argument("--count", type=int, default=48, help="samples on the sheet")
-    sheet.add_argument("--augment", choices=["crop", "public"],
+    sheet.add_argument("--augment", choices=AUGMENTS,
                        help="draw the crops training makes with this data.augment (default: as stored)")  # fmt: skip
     sheet.set_defaults(run=_data_sheet)
     track = data.add_parser("tracklets", help="link per-frame 2D detections of static people into multi-view samples")

@@ -137,8 +137,8 @@ class PoseTransform:
         else:
             h, w = sample["image"].shape[:2]
             centre, side = np.array([(w - 1) / 2, (h - 1) / 2]), float(max(h, w))
-        angle, flip = 0.0, False
-        if self.train and self.augment == "public":
+        angle, flip, public_recipe = 0.0, False, self.train and self.augment == "public"
+        if public_recipe:
             if (half := public.half_body_box(sample["uv"], sample["vis"], generator)) is not None:
                 centre, side = half
             centre, side, angle = public.box_jitter(centre, side, generator)
@@ -153,7 +153,7 @@ class PoseTransform:
         out = warp_sample(sample, A, self.out_size)
         if flip:
             out = public.mirror_labels(out)
-        if self.train and self.augment == "public":
+        if public_recipe:
             out["image"] = public.photometric(out["image"], generator)
         maps = heatmap_targets(out["uv"], out["vis"], self.out_size // self.stride, self.stride, self.sigma)
         consumed = ("image", *names("box"))  # the box became the crop
